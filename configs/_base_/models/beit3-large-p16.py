@@ -1,0 +1,9 @@
+# BEiT-3 large backbone (Multiway Transformer, patch 16). Use it as a backbone:
+#   backbone = dict(type='mmvlp.BEiT3', arch='large', ...)  # from other scopes
+model = dict(
+    type='BEiT3',
+    arch='large',
+    img_size=224,
+    patch_size=16,
+    layout='decoupled',
+    out_type='cls_token')

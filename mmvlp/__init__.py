@@ -1,0 +1,23 @@
+"""mmvlp: BEiT-3 style unified vision-language pretraining for OpenMMLab 2.x.
+
+Importing mmvlp applies its compatibility fixes for the pinned stack (see the
+README's "Compatibility" section).
+"""
+import mmengine
+from mmengine.utils import digit_version
+
+from .utils.compat import apply_compat_patches
+from .version import __version__, version_info
+
+MMENGINE_RANGE = ('0.10.0', '0.11.0')
+
+if not (digit_version(MMENGINE_RANGE[0]) <= digit_version(mmengine.__version__)
+        < digit_version(MMENGINE_RANGE[1])):
+    raise ImportError(
+        f'mmvlp {__version__} needs mmengine>={MMENGINE_RANGE[0]},'
+        f'<{MMENGINE_RANGE[1]} but found {mmengine.__version__}; run '
+        '`make install` (or pip install "mmengine==0.10.7").')
+
+apply_compat_patches()
+
+__all__ = ['__version__', 'version_info']

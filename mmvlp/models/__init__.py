@@ -1,0 +1,3 @@
+"""mmvlp models; importing this registers them in ``mmvlp.registry.MODELS``."""
+from .backbones import *  # noqa: F401,F403
+from .layers import *  # noqa: F401,F403

@@ -1,0 +1,532 @@
+"""BEiT-3: one Multiway Transformer for images, texts and image-text pairs."""
+import math
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.utils import to_2tuple
+from torch.utils.checkpoint import checkpoint
+
+from mmvlp.registry import MODELS
+from ..layers import (MultiwayExperts, MultiwayTransformerLayer, PatchEmbed,
+                      grid_of, resize_pos_embed)
+
+#: Architectures: width, depth, heads, FFN width and default patch size.
+ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
+    'tiny': dict(embed_dims=192, num_layers=4, num_heads=3,
+                 feedforward_channels=768, patch_size=16),
+    'base': dict(embed_dims=768, num_layers=12, num_heads=12,
+                 feedforward_channels=3072, patch_size=16),
+    'large': dict(embed_dims=1024, num_layers=24, num_heads=16,
+                  feedforward_channels=4096, patch_size=16),
+    'giant': dict(embed_dims=1408, num_layers=40, num_heads=16,
+                  feedforward_channels=6144, patch_size=14),
+}
+LAYOUTS = ('decoupled', 'shared')
+OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
+_ARCH_KEYS = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
+
+
+class MultiwayOutput(NamedTuple):
+    """What a sequence call of :class:`BEiT3` returns.
+
+    Attributes:
+        hidden_states (Tensor): ``(B, N_img + N_txt, C)``, image tokens (CLS
+            first) before text tokens.
+        num_image_tokens (int): ``N_img`` (0 without images), i.e. the split
+            between the modalities.
+        padding_mask (Tensor | None): ``(B, N_img + N_txt)``, True at text
+            padding; None when there is no padding.
+        patch_grid (tuple | None): ``(h, w)`` of the image patches.
+    """
+    hidden_states: torch.Tensor
+    num_image_tokens: int
+    padding_mask: Optional[torch.Tensor]
+    patch_grid: Optional[Tuple[int, int]]
+
+
+def _resolve_arch(arch: Union[str, dict]) -> Dict[str, int]:
+    if isinstance(arch, str):
+        if arch.lower() not in ARCH_SETTINGS:
+            raise ValueError(f'Unknown BEiT3 arch {arch!r}; choose one of '
+                             f'{sorted(ARCH_SETTINGS)} or pass a dict with '
+                             f'{sorted(_ARCH_KEYS)}.')
+        return dict(ARCH_SETTINGS[arch.lower()])
+    if isinstance(arch, dict):
+        missing = _ARCH_KEYS - set(arch)
+        if missing:
+            raise ValueError(f'A BEiT3 arch dict needs the keys '
+                             f'{sorted(_ARCH_KEYS)}; missing {sorted(missing)}.')
+        return dict(arch)
+    raise ValueError(f'BEiT3 arch must be one of {sorted(ARCH_SETTINGS)} or a '
+                     f'dict, got {type(arch).__name__}.')
+
+
+@MODELS.register_module()
+class BEiT3(BaseModule):
+    """BEiT-3 Multiway Transformer backbone.
+
+    Images are embedded by a patch projection with a CLS token and learned
+    absolute positions; texts by a token table with their own positions. A
+    sequence is ``[CLS, patches | text]`` and every layer routes image tokens to
+    vision experts and text tokens to language experts (see
+    :class:`~mmvlp.models.layers.MultiwayTransformerLayer`).
+
+    ``forward(images)`` follows mmpretrain's ``VisionTransformer`` contract
+    (a tuple of ``out_indices`` outputs shaped by ``out_type``), so mmpretrain,
+    mmdet and mmseg configs can use ``type='mmvlp.BEiT3'``.
+    :meth:`forward_sequence` encodes images, texts or pairs.
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'base'``, ``'large'``, ``'giant'`` or a
+            dict with ``embed_dims``, ``num_layers``, ``num_heads`` and
+            ``feedforward_channels``.
+        img_size (int | tuple): Input image size. Defaults to 224.
+        patch_size (int, optional): Patch side; defaults to the arch's (16, or
+            14 for giant).
+        in_channels (int): Image channels. Defaults to 3.
+        vocab_size (int): Rows of the text embedding table (64010 for
+            ``beit3.spm``).
+        max_text_len (int): Rows of the text position table, i.e. the longest
+            text. Defaults to 1022, the official table without its 2-row
+            fairseq offset.
+        layout (str): ``'decoupled'`` (released checkpoints: per-modality
+            attention and LayerNorms) or ``'shared'`` (the paper: one shared
+            attention, FFN experts).
+        num_vl_layers (int, optional): Top layers with a vision-language FFN
+            expert. Defaults to 3 for ``'shared'`` and 0 for ``'decoupled'``.
+        subln (bool): Sub-LN (MAGNETO) norms and init. Defaults to True.
+        drop_path_rate (float): Stochastic depth, linearly increasing.
+        layer_norm_eps (float): LayerNorm epsilon. Defaults to 1e-5.
+        text_mask_token_id (int): Token whose embedding replaces text
+            positions in ``text_mask`` (64001 in ``beit3.spm``).
+        out_indices (int | Sequence[int]): Layers whose outputs ``forward``
+            returns; negative values count from the end.
+        out_type (str): ``'raw'``, ``'cls_token'``, ``'featmap'`` or
+            ``'avg_featmap'``.
+        final_norm (bool): Apply the final LayerNorm (official fine-tuned
+            ImageNet/VQA models have none). Defaults to True.
+        dynamic_img_size (bool): Accept other image sizes by resampling the
+            position table on the fly. Defaults to False.
+        with_cp (bool): Activation checkpointing of each layer
+            (non-reentrant). Defaults to False.
+        init_cfg (dict | list, optional): mmengine init config, e.g.
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'base',
+                 img_size: Union[int, Sequence[int]] = 224,
+                 patch_size: Optional[int] = None,
+                 in_channels: int = 3,
+                 vocab_size: int = 64010,
+                 max_text_len: int = 1022,
+                 layout: str = 'decoupled',
+                 num_vl_layers: Optional[int] = None,
+                 subln: bool = True,
+                 drop_path_rate: float = 0.,
+                 layer_norm_eps: float = 1e-5,
+                 text_mask_token_id: int = 64001,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 out_type: str = 'cls_token',
+                 final_norm: bool = True,
+                 dynamic_img_size: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        settings = _resolve_arch(arch)
+        if layout not in LAYOUTS:
+            raise ValueError(f'Unknown BEiT3 layout {layout!r}; choose one of '
+                             f'{LAYOUTS}.')
+        if out_type not in OUT_TYPES:
+            raise ValueError(f'Unknown out_type {out_type!r}; choose one of '
+                             f'{OUT_TYPES}.')
+        self.embed_dims = settings['embed_dims']
+        self.num_layers = settings['num_layers']
+        self.num_heads = settings['num_heads']
+        self.feedforward_channels = settings['feedforward_channels']
+        self.patch_size = patch_size or settings.get('patch_size', 16)
+        self.layout = layout
+        if num_vl_layers is None:
+            num_vl_layers = 3 if layout == 'shared' else 0
+        if not 0 <= num_vl_layers <= self.num_layers:
+            raise ValueError(f'num_vl_layers must be in [0, {self.num_layers}]'
+                             f', got {num_vl_layers}.')
+        self.num_vl_layers = num_vl_layers
+        self.vocab_size = vocab_size
+        self.max_text_len = max_text_len
+        if not 0 <= text_mask_token_id < vocab_size:
+            raise ValueError(f'text_mask_token_id {text_mask_token_id} is '
+                             f'outside the vocabulary [0, {vocab_size}).')
+        self.text_mask_token_id = text_mask_token_id
+        self.subln = subln
+        self.out_type = out_type
+        self.final_norm = final_norm
+        self.dynamic_img_size = dynamic_img_size
+        self.with_cp = with_cp
+
+        self.img_size = to_2tuple(img_size)
+        self.patch_grid = grid_of(self.img_size, self.patch_size)
+        dims = self.embed_dims
+
+        # Embeddings.
+        self.patch_embed = PatchEmbed(self.patch_size, in_channels, dims)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dims))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dims))
+        num_patches = self.patch_grid[0] * self.patch_grid[1]
+        self.pos_embed_vision = nn.Parameter(
+            torch.zeros(1, 1 + num_patches, dims))
+        self.text_embed = nn.Embedding(vocab_size, dims)
+        self.pos_embed_text = nn.Parameter(torch.zeros(1, max_text_len, dims))
+
+        # Layers.
+        dpr = [drop_path_rate * i / max(1, self.num_layers - 1)
+               for i in range(self.num_layers)]
+        first_vl = self.num_layers - num_vl_layers
+        self.layers = nn.ModuleList([
+            MultiwayTransformerLayer(
+                dims,
+                self.num_heads,
+                self.feedforward_channels,
+                multiway_attn=layout == 'decoupled',
+                multiway_ffn=True,
+                vl_expert=i >= first_vl,
+                subln=subln,
+                drop_path_rate=dpr[i],
+                layer_norm_eps=layer_norm_eps) for i in range(self.num_layers)
+        ])
+        self.norm = MultiwayExperts({
+            'vision': nn.LayerNorm(dims, eps=layer_norm_eps),
+            'text': nn.LayerNorm(dims, eps=layer_norm_eps)
+        }) if final_norm else None
+
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        self.out_indices = []
+        for index in out_indices:
+            resolved = index + self.num_layers if index < 0 else index
+            if not 0 <= resolved < self.num_layers:
+                raise ValueError(f'out_indices entry {index} is outside the '
+                                 f'{self.num_layers} layers.')
+            self.out_indices.append(resolved)
+
+        self._init_from_scratch()
+
+    # ------------------------------------------------------------------
+    # Initialisation and loading
+    # ------------------------------------------------------------------
+    def _init_from_scratch(self) -> None:
+        """Truncated-normal init, then MAGNETO's Sub-LN gain.
+
+        Linear and patch weights get ``trunc_normal(std=0.02)`` with zero bias,
+        LayerNorms ones/zeros, the token and position tables ``std=0.02``.
+        With Sub-LN, ``fc1``, ``fc2``, the attention output projection and the
+        value part of ``qkv`` are multiplied by ``sqrt(log(2 * num_layers))``
+        as in torchscale.
+        """
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(module.weight, std=.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for param in (self.cls_token, self.mask_token, self.pos_embed_vision,
+                      self.pos_embed_text, self.text_embed.weight):
+            nn.init.trunc_normal_(param, std=.02)
+        if not self.subln:
+            return
+        gain = math.sqrt(math.log(2 * self.num_layers))
+        dims = self.embed_dims
+        with torch.no_grad():
+            for name, param in self.layers.named_parameters():
+                if '.ffn.' in name or '.attn.proj.' in name:
+                    if '.norm.' not in name:
+                        param.mul_(gain)
+                elif '.attn.qkv.' in name:
+                    param[2 * dims:].mul_(gain)  # the value projection
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Resample position tables of other sizes before loading."""
+        key = prefix + 'pos_embed_vision'
+        if key in state_dict and state_dict[key].shape != \
+                self.pos_embed_vision.shape:
+            src_rows = state_dict[key].shape[1] - 1
+            side = int(math.isqrt(src_rows))
+            if side * side != src_rows:
+                raise ValueError(
+                    f'{key} has {src_rows} patch rows, which is not a square '
+                    f'grid; resize it to {tuple(self.patch_grid)} yourself.')
+            print_log(
+                f'Resize {key} from a {side}x{side} grid to '
+                f'{self.patch_grid[0]}x{self.patch_grid[1]} (bicubic).',
+                logger='current')
+            state_dict[key] = resize_pos_embed(state_dict[key], (side, side),
+                                               self.patch_grid)
+        key = prefix + 'pos_embed_text'
+        if key in state_dict and state_dict[key].shape[1] > self.max_text_len:
+            print_log(
+                f'Keep the first {self.max_text_len} of '
+                f'{state_dict[key].shape[1]} rows of {key} '
+                f'(max_text_len={self.max_text_len}).',
+                logger='current')
+            state_dict[key] = state_dict[key][:, :self.max_text_len]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def resize_pos_embed(self, img_size: Union[int, Sequence[int]]) -> None:
+        """Resample the vision position table for a new input size, in place.
+
+        Args:
+            img_size (int | tuple): The new ``(H, W)``.
+        """
+        new_grid = grid_of(img_size, self.patch_size)
+        resized = resize_pos_embed(self.pos_embed_vision.data,
+                                   self.patch_grid, new_grid)
+        self.pos_embed_vision = nn.Parameter(resized)
+        self.img_size, self.patch_grid = to_2tuple(img_size), new_grid
+
+    # ------------------------------------------------------------------
+    # Embedding
+    # ------------------------------------------------------------------
+    def _embed_images(
+            self, images: torch.Tensor,
+            vision_mask: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        if images.dim() != 4:
+            raise ValueError(f'images must be (B, C, H, W), got shape '
+                             f'{tuple(images.shape)}.')
+        size = tuple(images.shape[-2:])
+        if size != self.img_size and not self.dynamic_img_size:
+            raise ValueError(
+                f'BEiT3 was built for img_size={self.img_size} but got '
+                f'{size[0]}x{size[1]} images. Set img_size to the input size '
+                '(the position table is resized when loading), call '
+                'resize_pos_embed(), or set dynamic_img_size=True.')
+        grid_of(size, self.patch_size)  # raises if not divisible
+        x, grid = self.patch_embed(images)
+        if vision_mask is not None:
+            vision_mask = vision_mask.flatten(1)
+            if vision_mask.shape != x.shape[:2]:
+                raise ValueError(
+                    f'vision_mask must have one entry per patch, '
+                    f'{tuple(x.shape[:2])}, got {tuple(vision_mask.shape)}.')
+            x = torch.where(vision_mask.bool().unsqueeze(-1),
+                            self.mask_token.to(x.dtype), x)
+        pos = self.pos_embed_vision
+        if grid != self.patch_grid:
+            pos = resize_pos_embed(pos, self.patch_grid, grid)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype),
+                       x], dim=1)
+        return x + pos, grid
+
+    def _embed_text(self, text_ids: torch.Tensor,
+                    text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        if text_ids.dim() != 2 or text_ids.dtype not in (torch.long,
+                                                         torch.int):
+            raise ValueError(f'text_ids must be an integer (B, L) tensor, got '
+                             f'{text_ids.dtype} {tuple(text_ids.shape)}.')
+        length = text_ids.shape[1]
+        if length > self.max_text_len:
+            raise ValueError(
+                f'Text of {length} tokens is longer than max_text_len='
+                f'{self.max_text_len}; truncate it or build BEiT3 with a '
+                'larger max_text_len.')
+        if text_mask is not None:
+            if text_mask.shape != text_ids.shape:
+                raise ValueError(f'text_mask must have the shape of text_ids '
+                                 f'{tuple(text_ids.shape)}, got '
+                                 f'{tuple(text_mask.shape)}.')
+            text_ids = text_ids.masked_fill(text_mask.bool(),
+                                            self.text_mask_token_id)
+        return self.text_embed(text_ids) + self.pos_embed_text[:, :length]
+
+    # ------------------------------------------------------------------
+    # Encoding
+    # ------------------------------------------------------------------
+    def encode(self,
+               images: Optional[torch.Tensor] = None,
+               text_ids: Optional[torch.Tensor] = None,
+               text_padding_mask: Optional[torch.Tensor] = None,
+               vision_mask: Optional[torch.Tensor] = None,
+               text_mask: Optional[torch.Tensor] = None,
+               attn_mask: Optional[torch.Tensor] = None,
+               out_indices: Sequence[int] = ()
+               ) -> Tuple[MultiwayOutput, Dict[int, torch.Tensor]]:
+        """Encode images, texts or pairs; see :meth:`forward_sequence`.
+
+        Args:
+            out_indices (Sequence[int]): Non-negative layer indices whose raw
+                (un-normalised) outputs are also returned.
+
+        Returns:
+            tuple: A :class:`MultiwayOutput` and a dict from each requested
+            layer index to that layer's output.
+        """
+        if images is None and text_ids is None:
+            raise ValueError('BEiT3 needs images, text_ids or both; got '
+                             'neither.')
+        parts, grid = [], None
+        if images is not None:
+            image_tokens, grid = self._embed_images(images, vision_mask)
+            parts.append(image_tokens)
+        split = parts[0].shape[1] if parts else 0
+        padding = None
+        if text_ids is not None:
+            parts.append(self._embed_text(text_ids, text_mask))
+            if text_padding_mask is not None:
+                if text_padding_mask.shape != text_ids.shape:
+                    raise ValueError(
+                        'text_padding_mask must have the shape of text_ids '
+                        f'{tuple(text_ids.shape)}, got '
+                        f'{tuple(text_padding_mask.shape)}.')
+                padding = text_padding_mask.bool()
+                if split:
+                    padding = F.pad(padding, (split, 0), value=False)
+        elif text_padding_mask is not None or text_mask is not None:
+            raise ValueError('text_padding_mask/text_mask given without '
+                             'text_ids.')
+        if images is None and vision_mask is not None:
+            raise ValueError('vision_mask given without images.')
+        if len(parts) > 1 and parts[0].shape[0] != parts[1].shape[0]:
+            raise ValueError(f'images and text_ids have different batch sizes '
+                             f'({parts[0].shape[0]} vs {parts[1].shape[0]}).')
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        if padding is not None:
+            x = x.masked_fill(padding.unsqueeze(-1), 0.)
+        sdpa_mask = self._sdpa_mask(padding, attn_mask, x.shape[1], x.dtype)
+
+        layer_outputs = {}
+        for index, layer in enumerate(self.layers):
+            if self.with_cp and self.training and x.requires_grad:
+                x = checkpoint(layer, x, split, sdpa_mask, use_reentrant=False)
+            else:
+                x = layer(x, split, sdpa_mask)
+            if index in out_indices:
+                layer_outputs[index] = x
+        if self.norm is not None:
+            x = self.norm(x, split)
+        return MultiwayOutput(x, split, padding, grid), layer_outputs
+
+    @staticmethod
+    def _sdpa_mask(padding: Optional[torch.Tensor],
+                   attn_mask: Optional[torch.Tensor], num_tokens: int,
+                   dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """Combine key padding and a user mask into one SDPA mask."""
+        allowed = None
+        if padding is not None:
+            allowed = ~padding[:, None, None, :]
+        if attn_mask is None:
+            return allowed
+        if attn_mask.shape[-2:] != (num_tokens, num_tokens):
+            raise ValueError(f'attn_mask must end in ({num_tokens}, '
+                             f'{num_tokens}), got {tuple(attn_mask.shape)}.')
+        if attn_mask.dim() == 3:
+            attn_mask = attn_mask.unsqueeze(1)
+        if attn_mask.dtype == torch.bool:
+            blocked = ~attn_mask
+            return blocked if allowed is None else blocked & allowed
+        additive = attn_mask.to(dtype)
+        if allowed is not None:
+            additive = additive.masked_fill(~allowed, float('-inf'))
+        return additive
+
+    def forward_sequence(self,
+                         images: Optional[torch.Tensor] = None,
+                         text_ids: Optional[torch.Tensor] = None,
+                         text_padding_mask: Optional[torch.Tensor] = None,
+                         vision_mask: Optional[torch.Tensor] = None,
+                         text_mask: Optional[torch.Tensor] = None,
+                         attn_mask: Optional[torch.Tensor] = None
+                         ) -> torch.Tensor:
+        """Final hidden states of an image, text or image-text sequence.
+
+        Args:
+            images (Tensor, optional): ``(B, 3, H, W)``.
+            text_ids (Tensor, optional): ``(B, L)`` token ids.
+            text_padding_mask (Tensor, optional): ``(B, L)``, True at padding.
+            vision_mask (Tensor, optional): ``(B, h*w)`` or ``(B, h, w)``, True
+                at patches replaced by the learned mask token.
+            text_mask (Tensor, optional): ``(B, L)``, True at tokens replaced
+                by the mask token (``text_mask_token_id``).
+            attn_mask (Tensor, optional): ``(N, N)`` or ``(B, N, N)`` over the
+                whole sequence: boolean with True where a query may NOT
+                attend to a key (e.g. prefix-causal captioning), or an
+                additive float mask.
+
+        Returns:
+            Tensor: ``(B, N_image_tokens + N_text_tokens, C)`` after the final
+            norm, image tokens (CLS first) before text tokens.
+        """
+        output, _ = self.encode(images, text_ids, text_padding_mask,
+                                vision_mask, text_mask, attn_mask)
+        return output.hidden_states
+
+    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Vision-only forward in mmpretrain's ``VisionTransformer`` style.
+
+        Args:
+            images (Tensor): ``(B, 3, H, W)``.
+
+        Returns:
+            tuple[Tensor]: One output per ``out_indices`` entry, shaped by
+            ``out_type``: ``'raw'`` ``(B, N, C)``, ``'cls_token'`` ``(B, C)``,
+            ``'featmap'`` ``(B, C, h, w)``, ``'avg_featmap'`` ``(B, C)``. The
+            final norm applies to the last layer's output.
+        """
+        output, layer_outputs = self.encode(
+            images=images, out_indices=self.out_indices)
+        layer_outputs[self.num_layers - 1] = output.hidden_states
+        return tuple(
+            self._format(layer_outputs[index], output.patch_grid)
+            for index in self.out_indices)
+
+    def _format(self, tokens: torch.Tensor,
+                grid: Tuple[int, int]) -> torch.Tensor:
+        if self.out_type == 'raw':
+            return tokens
+        if self.out_type == 'cls_token':
+            return tokens[:, 0]
+        patches = tokens[:, 1:]
+        if self.out_type == 'avg_featmap':
+            return patches.mean(dim=1)
+        return patches.reshape(tokens.shape[0], *grid,
+                               -1).permute(0, 3, 1, 2).contiguous()
+
+    # ------------------------------------------------------------------
+    # Fine-tuning helpers
+    # ------------------------------------------------------------------
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple:
+        """Layer depth of a parameter for layer-wise learning-rate decay.
+
+        Embeddings (patch, CLS/mask tokens, positions, text table) are depth 0,
+        ``layers.i`` is ``i + 1`` and the rest (final norm, anything outside
+        the backbone) ``num_layers + 1``.
+
+        Args:
+            param_name (str): Parameter name, e.g. ``'backbone.layers.3.ffn'``.
+            prefix (str): Prefix of the backbone's parameters in the model.
+
+        Returns:
+            tuple[int, int]: ``(layer_depth, num_layers + 2)``.
+        """
+        total = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return total - 1, total
+        name = param_name[len(prefix):]
+        if name.startswith(('cls_token', 'mask_token', 'pos_embed_',
+                            'patch_embed', 'text_embed')):
+            return 0, total
+        if name.startswith('layers.'):
+            return int(name.split('.')[1]) + 1, total
+        return total - 1, total
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Turn activation checkpointing of the layers on or off."""
+        self.with_cp = enable
+
+
+__all__ = ['BEiT3', 'MultiwayOutput', 'ARCH_SETTINGS']

@@ -1,0 +1,12 @@
+"""Building blocks shared by every mmvlp model (one implementation each)."""
+from .attention import MultiwayAttention
+from .embed import PatchEmbed, grid_of, resize_pos_embed
+from .ffn import SubLNFFN
+from .multiway import MultiwayExperts, multiway_or_shared, route
+from .transformer import MultiwayTransformerLayer
+
+__all__ = [
+    'MultiwayAttention', 'PatchEmbed', 'grid_of', 'resize_pos_embed',
+    'SubLNFFN', 'MultiwayExperts', 'multiway_or_shared', 'route',
+    'MultiwayTransformerLayer'
+]

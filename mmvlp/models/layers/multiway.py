@@ -1,0 +1,114 @@
+"""Routing of tokens to modality experts.
+
+A Multiway sequence is ``[image tokens | text tokens]``. Its routing is one
+integer, ``split``: the number of leading image tokens. ``split == N`` means an
+image-only sequence, ``split == 0`` a text-only one. The backbone computes it
+once per call and passes it to every layer, so no module keeps routing state.
+"""
+from typing import Dict
+
+import torch
+import torch.nn as nn
+
+VISION = 'vision'
+TEXT = 'text'
+VL = 'vl'
+
+
+class MultiwayExperts(nn.Module):
+    """One copy of a module per modality, applied by ``split``.
+
+    Image tokens (``x[:, :split]``) go to ``experts['vision']`` and text tokens
+    (``x[:, split:]``) to ``experts['text']``. A mixed sequence is written into
+    one preallocated output instead of ``split`` + ``cat`` copies. When a
+    ``'vl'`` expert exists and ``fuse`` is set, a mixed sequence goes through it
+    whole (the vision-language FFN of the top layers).
+
+    Args:
+        experts (dict[str, nn.Module]): Modules keyed by ``'vision'``,
+            ``'text'`` and optionally ``'vl'``. Each maps ``(..., C_in)`` to
+            ``(..., C_out)``.
+    """
+
+    def __init__(self, experts: Dict[str, nn.Module]) -> None:
+        super().__init__()
+        unknown = set(experts) - {VISION, TEXT, VL}
+        if unknown or VISION not in experts or TEXT not in experts:
+            raise ValueError(
+                f'MultiwayExperts needs the keys {VISION!r} and {TEXT!r} '
+                f'(and optionally {VL!r}), got {sorted(experts)}.')
+        for name, module in experts.items():
+            self.add_module(name, module)
+
+    @property
+    def has_vl(self) -> bool:
+        """Whether a vision-language expert exists."""
+        return hasattr(self, VL)
+
+    def forward(self,
+                x: torch.Tensor,
+                split: int,
+                fuse: bool = False) -> torch.Tensor:
+        """Route ``x`` of shape ``(B, N, C_in)`` to the experts.
+
+        Args:
+            x (Tensor): The token sequence, image tokens first.
+            split (int): Number of leading image tokens.
+            fuse (bool): Send a mixed sequence through the ``'vl'`` expert.
+
+        Returns:
+            Tensor: ``(B, N, C_out)``.
+        """
+        num_tokens = x.shape[1]
+        if split >= num_tokens:
+            return self.vision(x)
+        if split <= 0:
+            return self.text(x)
+        if fuse and self.has_vl:
+            return self.vl(x)
+        out_vision = self.vision(x[:, :split])
+        out = out_vision.new_empty(x.shape[:-1] + out_vision.shape[-1:])
+        out[:, :split] = out_vision
+        out[:, split:] = self.text(x[:, split:])
+        return out
+
+
+def multiway_or_shared(module_fn, multiway: bool,
+                       vl: bool = False) -> nn.Module:
+    """Build one shared module or one copy per modality.
+
+    Args:
+        module_fn (callable): Builds a fresh module on each call.
+        multiway (bool): Build experts instead of a single module.
+        vl (bool): Also build a vision-language expert.
+
+    Returns:
+        nn.Module: The module, or a :class:`MultiwayExperts`.
+    """
+    if not multiway:
+        return module_fn()
+    experts = {VISION: module_fn(), TEXT: module_fn()}
+    if vl:
+        experts[VL] = module_fn()
+    return MultiwayExperts(experts)
+
+
+def route(module: nn.Module,
+          x: torch.Tensor,
+          split: int,
+          fuse: bool = False) -> torch.Tensor:
+    """Apply a shared module or a :class:`MultiwayExperts` uniformly.
+
+    Args:
+        module (nn.Module): A plain module (shared by all tokens) or experts.
+        x (Tensor): ``(B, N, C)`` tokens, image tokens first.
+        split (int): Number of leading image tokens.
+        fuse (bool): See :meth:`MultiwayExperts.forward`.
+
+    Returns:
+        Tensor: The module's output.
+    """
+    if isinstance(module, MultiwayExperts):
+        return module(x, split, fuse)
+    return module(x)
+

@@ -1,0 +1,20 @@
+"""Fixes for running OpenMMLab 2.x on modern PyTorch, applied at import.
+
+Each fix patches behaviour in memory (never another package's files), is
+idempotent and is listed in the README's "Compatibility" section with the test
+that shows it.
+"""
+from .checkpoint_safety import (install_safe_checkpoint_loading,
+                                patch_history_buffer_pickling)
+
+_APPLIED = False
+
+
+def apply_compat_patches() -> None:
+    """Apply every mmvlp compatibility fix once per process."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    patch_history_buffer_pickling()
+    install_safe_checkpoint_loading()
+    _APPLIED = True
