@@ -48,21 +48,23 @@ def _child(name: str, parent: Registry, *locations: str) -> Registry:
         name, parent=parent, scope='mmvlp', locations=list(locations))
 
 
+# ``locations`` lists the mmvlp packages that register into a registry; a new
+# package (engine, datasets, evaluation, ...) adds itself where it registers.
+# tests/test_registry.py imports every location.
+
 # Training loop and its parts.
-RUNNERS = _child('runner', MMENGINE_RUNNERS, 'mmvlp.engine')
+RUNNERS = _child('runner', MMENGINE_RUNNERS)
 RUNNER_CONSTRUCTORS = _child('runner constructor',
-                             MMENGINE_RUNNER_CONSTRUCTORS, 'mmvlp.engine')
-LOOPS = _child('loop', MMENGINE_LOOPS, 'mmvlp.engine')
-HOOKS = _child('hook', MMENGINE_HOOKS, 'mmvlp.engine')
-LOG_PROCESSORS = _child('log processor', MMENGINE_LOG_PROCESSORS,
-                        'mmvlp.engine')
-STRATEGIES = _child('strategy', MMENGINE_STRATEGIES, 'mmvlp.engine')
+                             MMENGINE_RUNNER_CONSTRUCTORS)
+LOOPS = _child('loop', MMENGINE_LOOPS)
+HOOKS = _child('hook', MMENGINE_HOOKS)
+LOG_PROCESSORS = _child('log processor', MMENGINE_LOG_PROCESSORS)
+STRATEGIES = _child('strategy', MMENGINE_STRATEGIES)
 
 # Data.
-DATASETS = _child('dataset', MMENGINE_DATASETS, 'mmvlp.datasets')
-DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS,
-                       'mmvlp.datasets')
-TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, 'mmvlp.datasets')
+DATASETS = _child('dataset', MMENGINE_DATASETS)
+DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS)
+TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS)
 
 # Models.
 MODELS = _child('model', MMENGINE_MODELS, 'mmvlp.models')
@@ -73,22 +75,18 @@ WEIGHT_INITIALIZERS = _child('weight initializer',
 TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS, 'mmvlp.models')
 
 # Optimisation.
-OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS, 'mmvlp.engine')
-OPTIM_WRAPPERS = _child('optim wrapper', MMENGINE_OPTIM_WRAPPERS,
-                        'mmvlp.engine')
+OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS)
+OPTIM_WRAPPERS = _child('optim wrapper', MMENGINE_OPTIM_WRAPPERS)
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
-                                    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-                                    'mmvlp.engine')
-PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS,
-                          'mmvlp.engine')
+                                    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
+PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)
 
 # Evaluation and visualisation.
-METRICS = _child('metric', MMENGINE_METRICS, 'mmvlp.evaluation')
-EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, 'mmvlp.evaluation')
-VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, 'mmvlp.visualization')
-VISBACKENDS = _child('vis backend', MMENGINE_VISBACKENDS,
-                     'mmvlp.visualization')
+METRICS = _child('metric', MMENGINE_METRICS)
+EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR)
+VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS)
+VISBACKENDS = _child('vis backend', MMENGINE_VISBACKENDS)
 
 # Inference and plain functions (e.g. collate functions).
-INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS, 'mmvlp.apis')
-FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, 'mmvlp.datasets')
+INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS)
+FUNCTIONS = _child('function', MMENGINE_FUNCTIONS)

@@ -91,7 +91,7 @@ build_mmcv() {
   step "building mmcv $MMCV_VERSION from source (about 11 minutes on 2 cores; done once per machine)"
   quiet "${PIP[@]}" install "setuptools<70" ninja \
     || fail "could not install the mmcv build tools" "check access to PyPI"
-  quiet "${PIP[@]}" download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work" \
+  quiet "${PIP[@]}" download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work" \
     || fail "could not download the mmcv $MMCV_VERSION source" "check access to PyPI"
   tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
   # torch 2.14's headers need C++20; mmcv 2.1.0 asks for C++17.

@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 
 import torch
-from mmengine.fileio import mkdir_or_exist
+from mmengine.utils import mkdir_or_exist
 
 from mmvlp.models.converters import convert_unilm_beit3, unwrap_checkpoint
 from mmvlp.utils import UnsafeCheckpointError, safe_torch_load
