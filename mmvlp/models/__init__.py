@@ -1,3 +1,5 @@
 """mmvlp models; importing this registers them in ``mmvlp.registry.MODELS``."""
 from .backbones import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
+from .quantizers import *  # noqa: F401,F403
+from .tokenizers import *  # noqa: F401,F403

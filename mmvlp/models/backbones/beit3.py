@@ -12,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mmvlp.registry import MODELS
 from ..layers import (MultiwayExperts, MultiwayTransformerLayer, PatchEmbed,
-                      grid_of, resize_pos_embed)
+                      grid_of, resize_pos_embed, resolve_arch)
 
 #: Architectures: width, depth, heads, FFN width and default patch size.
 ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
@@ -27,7 +27,6 @@ ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
 }
 LAYOUTS = ('decoupled', 'shared')
 OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
-_ARCH_KEYS = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
 
 
 class MultiwayOutput(NamedTuple):
@@ -46,23 +45,6 @@ class MultiwayOutput(NamedTuple):
     num_image_tokens: int
     padding_mask: Optional[torch.Tensor]
     patch_grid: Optional[Tuple[int, int]]
-
-
-def _resolve_arch(arch: Union[str, dict]) -> Dict[str, int]:
-    if isinstance(arch, str):
-        if arch.lower() not in ARCH_SETTINGS:
-            raise ValueError(f'Unknown BEiT3 arch {arch!r}; choose one of '
-                             f'{sorted(ARCH_SETTINGS)} or pass a dict with '
-                             f'{sorted(_ARCH_KEYS)}.')
-        return dict(ARCH_SETTINGS[arch.lower()])
-    if isinstance(arch, dict):
-        missing = _ARCH_KEYS - set(arch)
-        if missing:
-            raise ValueError(f'A BEiT3 arch dict needs the keys '
-                             f'{sorted(_ARCH_KEYS)}; missing {sorted(missing)}.')
-        return dict(arch)
-    raise ValueError(f'BEiT3 arch must be one of {sorted(ARCH_SETTINGS)} or a '
-                     f'dict, got {type(arch).__name__}.')
 
 
 @MODELS.register_module()
@@ -137,7 +119,7 @@ class BEiT3(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        settings = _resolve_arch(arch)
+        settings = resolve_arch(arch, ARCH_SETTINGS, 'BEiT3')
         if layout not in LAYOUTS:
             raise ValueError(f'Unknown BEiT3 layout {layout!r}; choose one of '
                              f'{LAYOUTS}.')

@@ -1,4 +1,5 @@
 """Building blocks shared by every mmvlp model (one implementation each)."""
+from .arch import resolve_arch
 from .attention import MultiwayAttention
 from .embed import PatchEmbed, grid_of, resize_pos_embed
 from .ffn import SubLNFFN
@@ -8,5 +9,5 @@ from .transformer import MultiwayTransformerLayer
 __all__ = [
     'MultiwayAttention', 'PatchEmbed', 'grid_of', 'resize_pos_embed',
     'SubLNFFN', 'MultiwayExperts', 'multiway_or_shared', 'route',
-    'MultiwayTransformerLayer'
+    'MultiwayTransformerLayer', 'resolve_arch'
 ]

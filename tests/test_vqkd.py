@@ -1,0 +1,196 @@
+"""VQKD: token parity with mmpretrain 1.2.0, official-format conversion,
+training losses and input checks."""
+import pytest
+import torch
+from mmpretrain.models.selfsup.beit import VQKD as MMPretrainVQKD
+
+from mmvlp.models import VQKD
+from mmvlp.models.converters import convert_vqkd
+
+# 64-channel heads, as every released ViT (the converters read the head count
+# as embed_dims // 64: it is not stored in the weights).
+ENCODER = dict(embed_dims=128, num_layers=2, num_heads=2,
+               feedforward_channels=256)
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def _perturb(module):
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if param.dim() == 1 or 'token' in name or 'bias' in name:
+                param.add_(0.1 * torch.randn_like(param))
+
+
+def _mmpretrain_vqkd(seed=0, num_codes=512):
+    torch.manual_seed(seed)
+    encoder_config = dict(
+        arch=ENCODER, img_size=64, patch_size=16, in_channels=3,
+        out_indices=-1, drop_rate=0., drop_path_rate=0.,
+        norm_cfg=dict(type='LN', eps=1e-6), final_norm=True,
+        out_type='featmap', with_cls_token=True, frozen_stages=-1,
+        use_abs_pos_emb=True, use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=False, layer_scale_init_value=0.,
+        interpolate_mode='bicubic', patch_cfg=dict(), layer_cfgs=dict())
+    model = MMPretrainVQKD(encoder_config=encoder_config, num_embed=num_codes,
+                           embed_dims=16, quantize_kmeans_init=False).eval()
+    _perturb(model)
+    return model
+
+
+def _images(batch=8, size=64, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=generator) * 255
+
+
+def test_token_parity_with_mmpretrain():
+    reference = _mmpretrain_vqkd()
+    state, info = convert_vqkd(reference.state_dict())
+    assert info.source == 'mmpretrain'
+    cfg = dict(info.model_cfg)
+    cfg.pop('type')
+    model = VQKD(**cfg).eval()
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+    images = _images(batch=16)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference((images - mean) / std)
+    got = model.encode(images)
+    assert got.shape == (16, 4, 4)
+    agreement = (got.flatten(1) == expected).float().mean().item()
+    assert agreement >= 0.999, agreement
+    assert expected.unique().numel() > 20  # a meaningful comparison
+
+
+def _unilm_weights(reference):
+    """The mmpretrain weights renamed into unilm beit2's key layout, plus a
+    decoder, the scaling layer and a teacher, as the released files have."""
+    rename = [('patch_embed.projection.', 'patch_embed.proj.'),
+              ('.ln1.', '.norm1.'), ('.ln2.', '.norm2.'),
+              ('.ffn.layers.0.0.', '.mlp.fc1.'), ('.ffn.layers.1.',
+                                                  '.mlp.fc2.')]
+    weights = {}
+    for key, value in reference.state_dict().items():
+        key = key.replace('encoder.ln1.', 'encoder.norm.')  # final norm
+        key = key.replace('encoder.layers.', 'encoder.blocks.')
+        for src, dst in rename:
+            key = key.replace(src, dst)
+        weights[key] = value
+    decoder = {k.replace('encoder.', 'decoder.'): torch.randn_like(v)
+               for k, v in weights.items()
+               if k.startswith('encoder.blocks.0.') or
+               k.startswith('encoder.norm.') or k == 'encoder.cls_token'}
+    decoder['decoder.patch_embed.proj.weight'] = torch.randn(128, 16, 1, 1)
+    decoder['decoder.patch_embed.proj.bias'] = torch.randn(128)
+    decoder['decoder.pos_embed'] = torch.randn(1, 17, 128)
+    weights.update(decoder)
+    weights.update({
+        'decode_task_layer.0.weight': torch.randn(128, 128),
+        'decode_task_layer.0.bias': torch.randn(128),
+        'decode_task_layer.2.weight': torch.randn(40, 128),
+        'decode_task_layer.2.bias': torch.randn(40),
+        'scaling_layer.shift': torch.tensor([0.48145466, 0.4578275,
+                                             0.40821073]).view(1, 3, 1, 1),
+        'scaling_layer.scale': torch.tensor([0.26862954, 0.26130258,
+                                             0.27577711]).view(1, 3, 1, 1),
+        'teacher_model.visual.proj': torch.randn(4, 4),
+    })
+    return weights
+
+
+def test_official_format_converts_and_loads(tmp_path):
+    reference = _mmpretrain_vqkd()
+    state, info = convert_vqkd(_unilm_weights(reference))
+    assert info.source == 'unilm'
+    assert 'teacher_model.visual.proj' in info.ignored
+    cfg = dict(info.model_cfg)
+    cfg.pop('type')
+    assert cfg['target_dims'] == 40 and cfg['decoder']['arch'][
+        'num_layers'] == 1
+    assert cfg['mean'][0] == pytest.approx(0.48145466 * 255)
+    model = VQKD(**cfg)
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    ids = model.encode(_images(2))
+    assert model.decode(ids).shape == (2, 16, 40)
+
+
+def test_conversion_refuses_foreign_and_unknown_keys():
+    with pytest.raises(ValueError, match='Not a VQ-KD checkpoint'):
+        convert_vqkd({'backbone.conv1.weight': torch.zeros(1)})
+    weights = _mmpretrain_vqkd().state_dict()
+    weights['encoder.layers.0.gamma_1'] = torch.ones(128)
+    with pytest.raises(ValueError, match='gamma_1'):
+        convert_vqkd(weights)
+
+
+def _tiny_vqkd(target=None):
+    torch.manual_seed(0)
+    return VQKD(
+        encoder=dict(arch=ENCODER, img_size=64, patch_size=16),
+        quantizer=dict(type='NormEMAVectorQuantizer', num_codes=32,
+                       code_dims=8),
+        decoder=dict(arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                               feedforward_channels=64)),
+        target=target or dict(type='HOGTarget', patch_size=16))
+
+
+def test_training_step_losses_and_gradients():
+    model = _tiny_vqkd().train()
+    losses = model(_images(4), mode='loss')
+    assert set(losses) >= {'loss_rec', 'loss_quant', 'perplexity'}
+    assert 0 <= losses['loss_rec'].item() <= 2
+    (losses['loss_rec'] + losses['loss_quant']).backward()
+    assert model.encoder.layers[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert model.quantizer.initted  # k-means ran on the first batch
+
+
+def test_encode_never_updates_codebook():
+    model = _tiny_vqkd().train()
+    model(_images(4), mode='loss')
+    before = model.quantizer.codebook.clone()
+    model.encode(_images(4, seed=5))
+    assert torch.equal(before, model.quantizer.codebook)
+    assert model.training and model.quantizer.training
+
+
+def test_refuses_normalised_pixels():
+    model = _tiny_vqkd().eval()
+    normalised = (_images(2) - 128) / 64
+    with pytest.raises(ValueError, match='raw pixels in \\[0, 255\\]'):
+        model.encode(normalised)
+    with pytest.raises(ValueError, match='remove mean'):
+        VQKD(data_preprocessor=dict(type='ImgDataPreprocessor',
+                                    mean=[0, 0, 0], std=[1, 1, 1]))
+
+
+def test_teacher_without_weights_is_refused():
+    with pytest.raises(ValueError, match='needs pretrained weights'):
+        _tiny_vqkd(target=dict(type='FrozenTeacher', out_dims=64,
+                               model=dict(type='mmvlp.BEiT3', arch='tiny',
+                                          img_size=64)))
+
+
+def test_frozen_teacher_target(tmp_path):
+    """A BEiT3 teacher loaded from a checkpoint gives (B, N, C) targets."""
+    from mmvlp.models import BEiT3
+    teacher = BEiT3(arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                              feedforward_channels=64), img_size=64,
+                    max_text_len=8, vocab_size=16, text_mask_token_id=3)
+    path = tmp_path / 'teacher.pth'
+    torch.save({'state_dict': teacher.state_dict()}, path)
+    model = _tiny_vqkd(target=dict(
+        type='FrozenTeacher', out_dims=32,
+        model=dict(type='mmvlp.BEiT3', arch=dict(
+            embed_dims=32, num_layers=1, num_heads=2,
+            feedforward_channels=64), img_size=64, max_text_len=8,
+            vocab_size=16, text_mask_token_id=3, out_type='featmap',
+            init_cfg=dict(type='Pretrained', checkpoint=str(path)))))
+    torch.testing.assert_close(model.target.model.cls_token,
+                               teacher.cls_token)
+    assert not any(p.requires_grad for p in model.target.parameters())
+    losses = model.train()(_images(2), mode='loss')
+    assert torch.isfinite(losses['loss_rec'])
+    assert not model.target.model.training
