@@ -57,14 +57,14 @@ RUNNERS = _child('runner', MMENGINE_RUNNERS)
 RUNNER_CONSTRUCTORS = _child('runner constructor',
                              MMENGINE_RUNNER_CONSTRUCTORS)
 LOOPS = _child('loop', MMENGINE_LOOPS)
-HOOKS = _child('hook', MMENGINE_HOOKS)
+HOOKS = _child('hook', MMENGINE_HOOKS, 'mmvlp.engine')
 LOG_PROCESSORS = _child('log processor', MMENGINE_LOG_PROCESSORS)
 STRATEGIES = _child('strategy', MMENGINE_STRATEGIES)
 
 # Data.
-DATASETS = _child('dataset', MMENGINE_DATASETS)
+DATASETS = _child('dataset', MMENGINE_DATASETS, 'mmvlp.datasets')
 DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS)
-TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS)
+TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, 'mmvlp.datasets')
 
 # Models.
 MODELS = _child('model', MMENGINE_MODELS, 'mmvlp.models')
@@ -82,7 +82,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
 PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)
 
 # Evaluation and visualisation.
-METRICS = _child('metric', MMENGINE_METRICS)
+METRICS = _child('metric', MMENGINE_METRICS, 'mmvlp.evaluation')
 EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR)
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS)
 VISBACKENDS = _child('vis backend', MMENGINE_VISBACKENDS)

@@ -194,3 +194,27 @@ def test_frozen_teacher_target(tmp_path):
     losses = model.train()(_images(2), mode='loss')
     assert torch.isfinite(losses['loss_rec'])
     assert not model.target.model.training
+
+
+def test_converter_tool(tmp_path, capsys):
+    import importlib.util
+    import os.path as osp
+    tool = osp.join(osp.dirname(__file__), '..', 'tools', 'model_converters',
+                    'vqkd_to_mmvlp.py')
+    spec = importlib.util.spec_from_file_location('vqkd_tool', tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    src, dst = tmp_path / 'vqkd_official.pth', tmp_path / 'vqkd_mmvlp.pth'
+    torch.save({'model': _unilm_weights(_mmpretrain_vqkd())}, src)
+    assert module.main([str(src), str(dst)]) == 0
+    assert 'format: unilm' in capsys.readouterr().out
+    saved = torch.load(dst, weights_only=True)
+    cfg = dict(saved['meta']['model_cfg'])
+    cfg.pop('type')
+    from mmengine.runner import load_checkpoint
+    model = VQKD(**cfg)
+    load_checkpoint(model, str(dst), strict=True, logger='silent')
+    bad = tmp_path / 'bad.pth'
+    torch.save({'model': {'conv.weight': torch.zeros(1)}}, bad)
+    assert module.main([str(bad), str(tmp_path / 'x.pth')]) == 1
+    assert 'Not a VQ-KD checkpoint' in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""A small synthetic image-caption dataset that the project generates itself.
+
+Nothing can be downloaded here, so demos and tests train on images of simple
+coloured shapes with captions that describe them ("a red circle above a blue
+square on a grey background"). The content is deterministic for a seed.
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLORS: Dict[str, Tuple[int, int, int]] = {
+    'red': (220, 40, 40), 'green': (40, 170, 60), 'blue': (40, 80, 220),
+    'yellow': (235, 210, 40), 'purple': (140, 60, 180),
+    'orange': (240, 140, 30), 'white': (245, 245, 245),
+    'black': (20, 20, 20),
+}
+BACKGROUNDS: Dict[str, Tuple[int, int, int]] = {
+    'grey': (128, 128, 128), 'light': (210, 205, 195), 'dark': (50, 55, 60),
+    'teal': (60, 130, 130),
+}
+SHAPES = ('circle', 'square', 'triangle', 'stripe')
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: List[int],
+                color: Tuple[int, int, int]) -> None:
+    x0, y0, x1, y1 = box
+    if shape == 'circle':
+        draw.ellipse(box, fill=color)
+    elif shape == 'square':
+        draw.rectangle(box, fill=color)
+    elif shape == 'triangle':
+        draw.polygon([(x0, y1), ((x0 + x1) // 2, y0), (x1, y1)], fill=color)
+    else:  # a few horizontal stripes
+        step = max(2, (y1 - y0) // 5)
+        for y in range(y0, y1, 2 * step):
+            draw.rectangle([x0, y, x1, min(y + step, y1)], fill=color)
+
+
+def make_sample(rng: np.random.Generator, size: int) -> Tuple[Image.Image,
+                                                              str]:
+    """One image of 1-3 shapes and its caption.
+
+    Args:
+        rng (np.random.Generator): Source of randomness.
+        size (int): Image side in pixels.
+
+    Returns:
+        tuple: The RGB image and its caption.
+    """
+    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    image = Image.new('RGB', (size, size), BACKGROUNDS[background])
+    draw = ImageDraw.Draw(image)
+    parts = []
+    for _ in range(int(rng.integers(1, 4))):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        color = list(COLORS)[rng.integers(len(COLORS))]
+        side = int(rng.integers(size // 5, size // 2))
+        x0 = int(rng.integers(0, size - side))
+        y0 = int(rng.integers(0, size - side))
+        _draw_shape(draw, shape, [x0, y0, x0 + side, y0 + side],
+                    COLORS[color])
+        where = ('top' if y0 + side / 2 < size / 3 else
+                 'bottom' if y0 + side / 2 > 2 * size / 3 else 'middle')
+        article = 'an' if color[0] in 'aeiou' else 'a'
+        parts.append(f'{article} {color} {shape} at the {where}')
+    caption = ' and '.join(parts) + f' on a {background} background'
+    return image, caption
+
+
+def make_demo_dataset(out_dir: str,
+                      num_train: int = 512,
+                      num_val: int = 128,
+                      size: int = 64,
+                      seed: int = 0) -> Dict[str, int]:
+    """Write ``images/{train,val}/*.png`` and ``captions_{train,val}.jsonl``.
+
+    Each jsonl line is ``{"image": "images/train/00000.png", "caption":
+    "..."}`` relative to ``out_dir``. Existing files are overwritten.
+
+    Args:
+        out_dir (str): Output folder.
+        num_train (int): Training images.
+        num_val (int): Held-out images (different random draws).
+        size (int): Image side.
+        seed (int): Seed; the same seed gives the same dataset.
+
+    Returns:
+        dict: Number of images written per split.
+    """
+    if size < 16:
+        raise ValueError(f'size must be at least 16 pixels, got {size}.')
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, count in (('train', num_train), ('val', num_val)):
+        folder = osp.join(out_dir, 'images', split)
+        os.makedirs(folder, exist_ok=True)
+        with open(osp.join(out_dir, f'captions_{split}.jsonl'), 'w') as f:
+            for index in range(count):
+                image, caption = make_sample(rng, size)
+                name = f'images/{split}/{index:05d}.png'
+                image.save(osp.join(out_dir, name))
+                f.write(json.dumps(dict(image=name, caption=caption)) + '\n')
+        written[split] = count
+    return written
