@@ -110,7 +110,9 @@ install_mmcv_from() {  # $1: directory with wheels
   wheel="$(ls "$1"/mmcv-"$MMCV_VERSION"-"$PYTAG"-"$PYTAG"-linux_"$(uname -m)".whl 2>/dev/null | head -n 1 || true)"
   [[ -n "$wheel" ]] || return 1
   step "installing mmcv from $wheel"
+  # The file itself (replacing an mmcv without ops), then its dependencies.
   quiet "${PIP[@]}" install --no-deps --force-reinstall "$wheel" || return 1
+  quiet "${PIP[@]}" install "$wheel" || return 1
   mmcv_ok || { step "that wheel does not import with this torch; ignoring it"; return 1; }
 }
 
