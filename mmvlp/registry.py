@@ -38,7 +38,8 @@ __all__ = [
     'STRATEGIES', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS',
     'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS', 'EVALUATOR',
-    'TASK_UTILS', 'VISUALIZERS', 'VISBACKENDS', 'INFERENCERS', 'FUNCTIONS'
+    'TASK_UTILS', 'VISUALIZERS', 'VISBACKENDS', 'INFERENCERS', 'FUNCTIONS',
+    'build_scoped'
 ]
 
 
@@ -90,3 +91,26 @@ VISBACKENDS = _child('vis backend', MMENGINE_VISBACKENDS)
 # Inference and plain functions (e.g. collate functions).
 INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS)
 FUNCTIONS = _child('function', MMENGINE_FUNCTIONS)
+
+
+def build_scoped(registry: Registry, cfg: dict):
+    """Build ``cfg`` with ``registry``, reading an unscoped ``type`` as mmvlp's.
+
+    mmengine resolves an unscoped type in the *current default scope*, which
+    is mmdet's or mmseg's when an mmvlp model is built from their configs.
+    mmvlp's own sub-modules (quantizers, targets, towers) must resolve in
+    mmvlp's scope wherever they are built; an explicit scope (``'mmpretrain.
+    VisionTransformer'``) is kept.
+
+    Args:
+        registry (Registry): An mmvlp registry, e.g. ``MODELS``.
+        cfg (dict): Config with a ``type``.
+
+    Returns:
+        The built object.
+    """
+    cfg = dict(cfg)
+    obj_type = cfg.get('type')
+    if isinstance(obj_type, str) and '.' not in obj_type:
+        cfg['type'] = f'{registry.scope}.{obj_type}'
+    return registry.build(cfg)

@@ -37,7 +37,7 @@ def _clusters(directions, per_cluster, noise=0.02, seed=0):
 
 def test_vq_output_and_registry():
     vq = MODELS.build(
-        dict(type='NormEMAVectorQuantizer', num_codes=16, code_dims=8,
+        dict(type='mmvlp.NormEMAVectorQuantizer', num_codes=16, code_dims=8,
              kmeans_init=False)).eval()
     assert isinstance(vq, NormEMAVectorQuantizer) and vq.vocab_size == 16
     out = vq(_randn(2, 3, 4, 8))

@@ -33,14 +33,14 @@ def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
 def ssim(pred: torch.Tensor,
          target: torch.Tensor,
          data_range: float = 255.,
-         window_size: int = 7,
+         window_size: int = 11,
          sigma: float = 1.5) -> torch.Tensor:
     """Structural similarity per image (Wang et al. 2004), channel-averaged.
 
     Gaussian-weighted local statistics over valid windows, ``K1=0.01``,
     ``K2=0.03`` and sample covariance, i.e. the settings of
     ``skimage.metrics.structural_similarity(..., gaussian_weights=True,
-    use_sample_covariance=False)`` with ``win_size=window_size``.
+    use_sample_covariance=False)`` (its window is 11 taps for sigma 1.5).
 
     Args:
         pred (Tensor): ``(B, C, H, W)`` reconstructions.

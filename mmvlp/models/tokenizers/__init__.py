@@ -1,5 +1,10 @@
 """Visual tokenizers: images to discrete token ids (MIM targets)."""
+from .base import BaseVisualTokenizer
+from .bsq_vit import BSQViT, contrastive_loss
 from .targets import FrozenTeacher, HOGTarget, PixelNorm, PixelTarget
 from .vqkd import VQKD
 
-__all__ = ['FrozenTeacher', 'HOGTarget', 'PixelNorm', 'PixelTarget', 'VQKD']
+__all__ = [
+    'BaseVisualTokenizer', 'BSQViT', 'contrastive_loss', 'FrozenTeacher',
+    'HOGTarget', 'PixelNorm', 'PixelTarget', 'VQKD'
+]

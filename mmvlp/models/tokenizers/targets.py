@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.models.selfsup.maskfeat import HOGGenerator
 
-from mmvlp.registry import MODELS
+from mmvlp.registry import MODELS, build_scoped
 
 
 def check_raw_pixels(images: torch.Tensor, who: str) -> None:
@@ -111,7 +111,7 @@ class FrozenTeacher(BaseModule):
                 'FrozenTeacher needs pretrained weights: give the teacher '
                 "model init_cfg=dict(type='Pretrained', checkpoint=...), or "
                 'use a weight-free target (HOGTarget, PixelTarget).')
-        self.model = MODELS.build(model)
+        self.model = build_scoped(MODELS, model)
         if hasattr(self.model, 'init_weights'):
             self.model.init_weights()
         self.model.requires_grad_(False)

@@ -1,18 +1,15 @@
 """VQ-KD: vector-quantized knowledge distillation tokenizer (BEiT v2)."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 
-from mmvlp.registry import MODELS
+from mmvlp.registry import MODELS, build_scoped
 from ..backbones.vit import ViTEncoder
 from ..quantizers import QuantizerOutput
-from .targets import PixelNorm, check_raw_pixels
-
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from .base import IMAGENET_MEAN, IMAGENET_STD, BaseVisualTokenizer
+from .targets import check_raw_pixels
 
 
 def task_layer(in_dims: int, out_dims: int) -> nn.Sequential:
@@ -22,7 +19,7 @@ def task_layer(in_dims: int, out_dims: int) -> nn.Sequential:
 
 
 @MODELS.register_module()
-class VQKD(BaseModel):
+class VQKD(BaseVisualTokenizer):
     """VQ-KD visual tokenizer: ViT encoder -> task layer -> normalised EMA
     codebook -> ViT decoder -> regression of a target's patch features.
 
@@ -62,22 +59,14 @@ class VQKD(BaseModel):
                  std: Sequence[float] = IMAGENET_STD,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='ImgDataPreprocessor',
-                                     bgr_to_rgb=True)
-        if data_preprocessor.get('mean') is not None:
-            raise ValueError('VQKD normalises raw pixels itself; remove mean/'
-                             'std from its data_preprocessor and set them on '
-                             'the tokenizer (mean=..., std=...).')
-        super().__init__(data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
-        self.norm = PixelNorm(mean, std)
+        super().__init__(mean, std, data_preprocessor, init_cfg)
         self.encoder = ViTEncoder(**encoder)
-        self.quantizer = MODELS.build(quantizer)
+        self.quantizer = build_scoped(MODELS, quantizer)
         self.code_dims = self.quantizer.code_dims
         self.encode_task_layer = task_layer(self.encoder.embed_dims,
                                             self.code_dims)
-        self.target = MODELS.build(target) if target is not None else None
+        self.target = None if target is None else build_scoped(
+            MODELS, target)
         if self.target is not None:
             target_dims = self.target.out_dims
         self.decoder = None
@@ -93,16 +82,6 @@ class VQKD(BaseModel):
             self.decode_task_layer = task_layer(self.decoder.embed_dims,
                                                 target_dims)
         self.target_dims = target_dims
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of distinct token ids."""
-        return self.quantizer.vocab_size
-
-    @property
-    def patch_size(self) -> int:
-        """Pixels per token side."""
-        return self.encoder.patch_size
 
     def _quantize(self, images: torch.Tensor
                   ) -> Tuple[QuantizerOutput, Tuple[int, int]]:
@@ -151,7 +130,9 @@ class VQKD(BaseModel):
         """
         return self._decode_codes(self.quantizer.indices_to_codes(ids))
 
-    def loss(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def loss(self,
+             images: torch.Tensor,
+             data_samples: Optional[list] = None) -> Dict[str, torch.Tensor]:
         """``1 - cos(decoded, target)`` + the quantizer's loss."""
         if self.target is None or self.decoder is None:
             raise RuntimeError('Training VQKD needs a decoder and a target; '
@@ -169,26 +150,3 @@ class VQKD(BaseModel):
         losses = dict(loss_rec=(1 - cosine).mean(), loss_quant=output.loss)
         losses.update({k: v.detach().float() for k, v in output.stats.items()})
         return losses
-
-    def forward(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[list] = None,
-                mode: str = 'tensor') -> Union[Dict[str, torch.Tensor],
-                                               torch.Tensor, List[dict]]:
-        """mmengine entry point.
-
-        Args:
-            inputs (Tensor): ``(B, 3, H, W)`` raw pixels.
-            data_samples (list, optional): Unused except in ``'predict'``.
-            mode (str): ``'loss'`` (training losses), ``'tensor'`` (token
-                ids) or ``'predict'`` (one dict with ``token_ids`` per image).
-        """
-        if mode == 'loss':
-            return self.loss(inputs)
-        if mode == 'tensor':
-            return self.encode(inputs)
-        if mode == 'predict':
-            ids = self.encode(inputs)
-            return [dict(token_ids=i, vocab_size=self.vocab_size) for i in ids]
-        raise ValueError(f'Unknown mode {mode!r}; use loss, tensor or '
-                         'predict.')

@@ -1,0 +1,48 @@
+# A tiny BSQ-ViT tokenizer (QLIP stage 1 without the text tower) trained on
+# the synthetic demo images, on CPU in a few minutes.
+#   python tools/data/make_demo_data.py
+#   python tools/train.py configs/tokenizers/bsqvit_vit-tiny-p8_demo.py
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/demo_images_raw.py',
+]
+
+model = dict(
+    type='BSQViT',
+    encoder=dict(
+        arch=dict(embed_dims=128, num_layers=4, num_heads=2,
+                  feedforward_channels=256),
+        img_size=64,
+        patch_size=8),
+    quantizer=dict(
+        type='BinarySphericalQuantizer',
+        code_dims=18,
+        group_size=9,
+        entropy_weight=0.1),
+    decoder=dict(
+        arch=dict(embed_dims=128, num_layers=4, num_heads=2,
+                  feedforward_channels=256)),
+    recon_loss='l1')
+
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.99),
+                   weight_decay=1e-4),
+    clip_grad=dict(max_norm=1.0))
+max_iters = 1000
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=50),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=50,
+         end=max_iters),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=250)
+val_cfg = dict()
+test_cfg = dict()
+val_evaluator = [dict(type='ReconstructionMetric'), dict(type='CodebookUsage')]
+test_evaluator = val_evaluator
+
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(by_epoch=False, interval=250))
+log_processor = dict(by_epoch=False)

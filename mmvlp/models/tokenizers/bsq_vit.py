@@ -1,0 +1,218 @@
+"""BSQ-ViT tokenizer in the style of QLIP (stage 1).
+
+ViT encoder -> binary spherical quantization of the patch tokens -> ViT pixel
+decoder. The *unquantized* CLS token can be aligned contrastively with a text
+tower; the loss weights are then balanced by gradient magnitude.
+"""
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmvlp.registry import MODELS, build_scoped
+from ..backbones.vit import ViTEncoder
+from ..quantizers import QuantizerOutput
+from .base import IMAGENET_MEAN, IMAGENET_STD, BaseVisualTokenizer
+from .targets import check_raw_pixels
+
+RECON_LOSSES = ('l1', 'l2')
+
+
+def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                     logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of l2-normalised embedding pairs.
+
+    Args:
+        image_embeds (Tensor): ``(B, D)``, l2-normalised.
+        text_embeds (Tensor): ``(B, D)``, l2-normalised.
+        logit_scale (Tensor): Log of the inverse temperature.
+
+    Returns:
+        Tensor: Mean of the image->text and text->image cross-entropies.
+    """
+    logits = logit_scale.exp() * image_embeds @ text_embeds.t()
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, labels) +
+            F.cross_entropy(logits.t(), labels)) / 2
+
+
+@MODELS.register_module()
+class BSQViT(BaseVisualTokenizer):
+    """BSQ-ViT visual tokenizer with optional language alignment (QLIP).
+
+    Args:
+        encoder (dict): :class:`~mmvlp.models.backbones.ViTEncoder` arguments.
+        quantizer (dict): A ``BinarySphericalQuantizer`` config; its
+            ``in_dims`` is set to the encoder width.
+        decoder (dict): ``ViTEncoder`` arguments of the pixel decoder (it
+            reads the quantized patch map with patch size 1).
+        recon_loss (str): ``'l1'`` or ``'l2'`` on normalised pixels.
+        text_encoder (dict, optional): A model config whose
+            ``forward_sequence(text_ids=..., text_padding_mask=...)`` returns
+            ``(B, L, C)`` with the text CLS first (e.g. ``mmvlp.BEiT3``).
+            When given, the unquantized image CLS and the text CLS are
+            aligned contrastively.
+        embed_dims (int): Width of the contrastive embedding space.
+        balance_by_grad (bool): Weight the contrastive loss by
+            ``||grad recon|| / ||grad contrastive||`` on the encoder's last
+            block (detached, clipped to ``max_balance_weight``) instead of a
+            fixed weight of 1.
+        max_balance_weight (float): Upper bound of that weight.
+        mean (Sequence[float]): Pixel mean (0-255) the encoder expects.
+        std (Sequence[float]): Pixel std (0-255).
+        data_preprocessor (dict, optional): Must not normalise.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 encoder: dict = dict(arch='base', img_size=256,
+                                      patch_size=16),
+                 quantizer: dict = dict(type='BinarySphericalQuantizer',
+                                        code_dims=18, group_size=9),
+                 decoder: dict = dict(arch='base'),
+                 recon_loss: str = 'l1',
+                 text_encoder: Optional[dict] = None,
+                 embed_dims: int = 512,
+                 balance_by_grad: bool = True,
+                 max_balance_weight: float = 1e3,
+                 mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(mean, std, data_preprocessor, init_cfg)
+        if recon_loss not in RECON_LOSSES:
+            raise ValueError(f'recon_loss must be one of {RECON_LOSSES}, got '
+                             f'{recon_loss!r}.')
+        self.recon_loss = recon_loss
+        self.encoder = ViTEncoder(**encoder)
+        if self.encoder.cls_token is None:
+            raise ValueError('BSQViT needs an encoder with a CLS token.')
+        dims = self.encoder.embed_dims
+        quantizer = dict(quantizer, in_dims=dims)
+        self.quantizer = build_scoped(MODELS, quantizer)
+        self.decoder = ViTEncoder(
+            img_size=self.encoder.patch_grid,
+            patch_size=1,
+            in_channels=dims,
+            **decoder)
+        patch = self.encoder.patch_size
+        self.pixel_head = nn.Linear(self.decoder.embed_dims, 3 * patch * patch)
+
+        self.text_encoder = None
+        if text_encoder is not None:
+            self.text_encoder = build_scoped(MODELS, text_encoder)
+            self.image_proj = nn.Linear(dims, embed_dims, bias=False)
+            self.text_proj = nn.Linear(self.text_encoder.embed_dims,
+                                       embed_dims, bias=False)
+            self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
+        self.balance_by_grad = balance_by_grad
+        self.max_balance_weight = max_balance_weight
+
+    # ------------------------------------------------------------------
+    def _encode(self, images: torch.Tensor
+                ) -> Tuple[torch.Tensor, QuantizerOutput, Tuple[int, int]]:
+        """Unquantized CLS, quantizer output of the patches, patch grid."""
+        check_raw_pixels(images, type(self).__name__)
+        tokens, grid = self.encoder(self.norm(images))
+        return tokens[:, 0], self.quantizer(tokens[:, 1:]), grid
+
+    def _pixels(self, quantized: torch.Tensor,
+                grid: Tuple[int, int]) -> torch.Tensor:
+        """Decode ``(B, h*w, C)`` quantized patches to normalised pixels."""
+        batch = quantized.shape[0]
+        code_map = quantized.transpose(1, 2).reshape(batch, -1, *grid)
+        tokens, _ = self.decoder(code_map)
+        patches = self.pixel_head(tokens[:, self.decoder.num_extra_tokens:])
+        p = self.encoder.patch_size
+        patches = patches.view(batch, *grid, 3, p, p)
+        return patches.permute(0, 3, 1, 4, 2, 5).reshape(
+            batch, 3, grid[0] * p, grid[1] * p)
+
+    def _to_raw(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels * self.norm.std + self.norm.mean).clamp(0, 255)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` raw pixels to ``(B, h, w)`` int64 token ids."""
+        _, output, grid = self._encode(images)
+        return output.indices.view(images.shape[0], *grid)
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(B, h, w)`` token ids to ``(B, 3, H, W)`` pixels in [0, 255]."""
+        quantized = self.quantizer.decode_indices(ids.flatten(1))
+        return self._to_raw(self._pixels(quantized, tuple(ids.shape[1:])))
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode and decode raw-pixel images (pixels in [0, 255])."""
+        _, output, grid = self._encode(images)
+        return self._to_raw(self._pixels(output.quantized, grid))
+
+    # ------------------------------------------------------------------
+    def loss(self,
+             images: torch.Tensor,
+             data_samples: Optional[list] = None) -> Dict[str, torch.Tensor]:
+        """Stage-1 losses: reconstruction, quantizer entropy and, with a text
+        tower and texts, contrastive alignment of the unquantized CLS.
+
+        Args:
+            images (Tensor): ``(B, 3, H, W)`` raw pixels.
+            data_samples (list, optional): Items with ``text_ids`` (``(L,)``
+                token ids, padded to one length) and optionally
+                ``text_padding_mask`` (True at padding) for the alignment.
+        """
+        text_ids, text_padding_mask = _texts(data_samples)
+        cls_token, output, grid = self._encode(images)
+        pixels = self._pixels(output.quantized, grid)
+        target = self.norm(images)
+        if self.recon_loss == 'l1':
+            loss_recon = F.l1_loss(pixels, target)
+        else:
+            loss_recon = F.mse_loss(pixels, target)
+        losses = dict(loss_recon=loss_recon, loss_quant=output.loss)
+        losses.update({k: v.detach().float() for k, v in output.stats.items()})
+        if self.text_encoder is not None and text_ids is not None:
+            text = self.text_encoder.forward_sequence(
+                text_ids=text_ids, text_padding_mask=text_padding_mask)
+            loss_con = contrastive_loss(
+                F.normalize(self.image_proj(cls_token), dim=-1),
+                F.normalize(self.text_proj(text[:, 0]), dim=-1),
+                self.logit_scale)
+            weight = self._balance_weight(loss_recon, loss_con)
+            losses.update(loss_contrastive=weight * loss_con,
+                          contrastive_weight=weight.detach(),
+                          contrastive_raw=loss_con.detach())
+        return losses
+
+    def _balance_weight(self, loss_recon: torch.Tensor,
+                        loss_con: torch.Tensor) -> torch.Tensor:
+        """``||d recon / d W|| / ||d con / d W||`` on the encoder's last
+        block's FFN output weight (QLIP's gradient-magnitude balancing)."""
+        if not (self.balance_by_grad and self.training and
+                loss_con.requires_grad):
+            return loss_con.new_tensor(1.)
+        weight = self.encoder.layers[-1].ffn.fc2.weight
+        grad_recon, = torch.autograd.grad(loss_recon, weight,
+                                          retain_graph=True)
+        grad_con, = torch.autograd.grad(loss_con, weight, retain_graph=True)
+        ratio = grad_recon.norm() / (grad_con.norm() + 1e-8)
+        return ratio.clamp(max=self.max_balance_weight).detach()
+
+
+def _texts(data_samples: Optional[list]
+           ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Stack ``text_ids`` / ``text_padding_mask`` of the data samples."""
+    if not data_samples or _field(data_samples[0], 'text_ids') is None:
+        return None, None
+    text_ids = torch.stack([_field(s, 'text_ids') for s in data_samples])
+    masks = [_field(s, 'text_padding_mask') for s in data_samples]
+    padding = None if masks[0] is None else torch.stack(masks).bool()
+    return text_ids, padding
+
+
+def _field(sample, name: str):
+    if isinstance(sample, dict):
+        return sample.get(name)
+    return getattr(sample, name, None)

@@ -1,0 +1,120 @@
+"""Metrics, the codebook health hook and BSQ-ViT."""
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from mmvlp.evaluation import CodebookUsage, ReconstructionMetric, psnr, ssim
+from mmvlp.models import BSQViT
+from mmvlp.models.tokenizers import contrastive_loss
+
+
+def test_psnr_known_value():
+    target = torch.zeros(1, 3, 8, 8)
+    pred = torch.full((1, 3, 8, 8), 25.5)  # mse 650.25
+    assert psnr(pred, target).item() == pytest.approx(
+        10 * np.log10(255**2 / 650.25))
+
+
+def test_ssim_matches_scikit_image():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 32, 32, generator=generator) * 255
+    pred = (target + 30 * torch.randn(2, 3, 32, 32, generator=generator)
+            ).clamp(0, 255)
+    ours = ssim(pred, target)
+    for index in range(2):
+        reference = structural_similarity(
+            pred[index].permute(1, 2, 0).double().numpy(),
+            target[index].permute(1, 2, 0).double().numpy(),
+            data_range=255., channel_axis=2, gaussian_weights=True,
+            sigma=1.5, use_sample_covariance=False)
+        assert ours[index].item() == pytest.approx(reference, abs=1e-6)
+    assert ssim(target, target).allclose(torch.ones(2, dtype=torch.double))
+
+
+def test_reconstruction_metric():
+    metric = ReconstructionMetric()
+    image = torch.full((3, 16, 16), 100.)
+    metric.process(None, [dict(recon=image + 10, image=image)])
+    result = metric.compute_metrics(metric.results)
+    assert result['psnr'] == pytest.approx(10 * np.log10(255**2 / 100))
+    with pytest.raises(KeyError, match='needs `recon`'):
+        metric.process(None, [dict(token_ids=torch.zeros(2))])
+
+
+def test_codebook_usage_metric():
+    metric = CodebookUsage()
+    metric.process(None, [dict(token_ids=torch.tensor([[0, 1], [1, 2]]),
+                               vocab_size=8)])
+    result = metric.compute_metrics(metric.results)
+    assert result['usage'] == pytest.approx(100 * 3 / 8)
+    assert result['dead_codes'] == 5
+    probs = np.array([1, 2, 1]) / 4
+    assert result['perplexity'] == pytest.approx(
+        np.exp(-(probs * np.log(probs)).sum()))
+
+
+def _bsq(text=False):
+    torch.manual_seed(0)
+    text_encoder = dict(type='BEiT3', arch=dict(
+        embed_dims=32, num_layers=1, num_heads=1, feedforward_channels=64),
+        img_size=32, max_text_len=8, vocab_size=50,
+        text_mask_token_id=3) if text else None
+    return BSQViT(
+        encoder=dict(arch=dict(embed_dims=64, num_layers=2, num_heads=1,
+                               feedforward_channels=128), img_size=32,
+                     patch_size=8),
+        quantizer=dict(type='BinarySphericalQuantizer', code_dims=12,
+                       group_size=6),
+        decoder=dict(arch=dict(embed_dims=64, num_layers=1, num_heads=1,
+                               feedforward_channels=128)),
+        text_encoder=text_encoder, embed_dims=16)
+
+
+def test_bsq_vit_encode_decode():
+    model = _bsq().eval()
+    images = torch.rand(2, 3, 32, 32) * 255
+    ids = model.encode(images)
+    assert ids.shape == (2, 4, 4) and ids.dtype == torch.long
+    assert int(ids.max()) < model.vocab_size == 2**12
+    torch.testing.assert_close(model.decode(ids), model.reconstruct(images))
+    recon = model.decode(ids)
+    assert recon.shape == (2, 3, 32, 32)
+    assert recon.min() >= 0 and recon.max() <= 255
+    predicted = model(images, mode='predict')
+    assert set(predicted[0]) == {'token_ids', 'vocab_size', 'recon', 'image'}
+
+
+def test_bsq_vit_losses_and_gradient_balance():
+    model = _bsq(text=True).train()
+    images = torch.rand(4, 3, 32, 32) * 255
+    samples = [dict(text_ids=torch.randint(4, 50, (6, ))) for _ in range(4)]
+    losses = model(images, samples, mode='loss')
+    assert {'loss_recon', 'loss_quant', 'loss_contrastive',
+            'contrastive_weight'} <= set(losses)
+    # The weight is the ratio of gradient norms on the encoder's last block.
+    weight = model.encoder.layers[-1].ffn.fc2.weight
+    grad_recon, = torch.autograd.grad(losses['loss_recon'], weight,
+                                      retain_graph=True)
+    grad_con, = torch.autograd.grad(
+        losses['loss_contrastive'] / losses['contrastive_weight'], weight,
+        retain_graph=True)
+    assert losses['contrastive_weight'].item() == pytest.approx(
+        (grad_recon.norm() / grad_con.norm()).item(), rel=1e-4)
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert model.text_proj.weight.grad.abs().sum() > 0
+    # Without texts only the image losses are computed.
+    assert 'loss_contrastive' not in model(images, mode='loss')
+
+
+def test_contrastive_loss_prefers_matching_pairs():
+    embeds = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    scale = torch.tensor(np.log(10.))
+    matched = contrastive_loss(embeds, embeds, scale)
+    shuffled = contrastive_loss(embeds, embeds.roll(1, 0), scale)
+    assert matched < shuffled
+
+
+def test_bsq_vit_bad_config():
+    with pytest.raises(ValueError, match="recon_loss must be one of"):
+        BSQViT(recon_loss='l3')
