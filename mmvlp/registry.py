@@ -79,7 +79,8 @@ TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS, 'mmvlp.models')
 OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS)
 OPTIM_WRAPPERS = _child('optim wrapper', MMENGINE_OPTIM_WRAPPERS)
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
-                                    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
+                                    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+                                    'mmvlp.engine')
 PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)
 
 # Evaluation and visualisation.

@@ -42,6 +42,7 @@ test_cfg = dict()
 val_evaluator = [dict(type='ReconstructionMetric'), dict(type='CodebookUsage')]
 test_evaluator = val_evaluator
 
+custom_hooks = [dict(type='TokenizerVisualizationHook', num_images=8)]
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(by_epoch=False, interval=250))

@@ -16,10 +16,13 @@ model = dict(
         patch_size=16),
     quantizer=dict(
         type='NormEMAVectorQuantizer',
-        num_codes=128,
+        num_codes=64,
         code_dims=16,
         decay=0.99,
-        kmeans_init=True),
+        kmeans_init=True,
+        # Beyond the BEiT v2 recipe: re-seed codes unused for 20 steps, which
+        # keeps the small demo codebook from collapsing.
+        dead_code_restart_steps=20),
     decoder=dict(
         arch=dict(embed_dims=128, num_layers=1, num_heads=2,
                   feedforward_channels=256)),
@@ -43,7 +46,10 @@ test_cfg = dict()
 val_evaluator = dict(type='CodebookUsage')
 test_evaluator = val_evaluator
 
-custom_hooks = [dict(type='CodebookHealthHook', interval=50)]
+custom_hooks = [
+    dict(type='CodebookHealthHook', interval=50),
+    dict(type='TokenizerVisualizationHook', num_images=8),
+]
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(by_epoch=False, interval=200))

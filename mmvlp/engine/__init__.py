@@ -1,2 +1,3 @@
-"""Training-time extensions of mmengine: hooks."""
+"""Training-time extensions of mmengine: hooks and optimizer constructors."""
 from .hooks import *  # noqa: F401,F403
+from .optimizers import *  # noqa: F401,F403

@@ -1,4 +1,9 @@
 """Training hooks."""
 from .codebook_health import CodebookHealthHook, find_quantizers
+from .tokenizer_visualization import (TokenizerVisualizationHook,
+                                      token_map_colors)
 
-__all__ = ['CodebookHealthHook', 'find_quantizers']
+__all__ = [
+    'CodebookHealthHook', 'find_quantizers', 'TokenizerVisualizationHook',
+    'token_map_colors'
+]

@@ -24,8 +24,8 @@ class CodebookHealthHook(Hook):
     dead codes of each quantizer over the codes chosen since the last log,
     then start a new window.
 
-    Values go to the message hub as ``codebook/<name>/usage`` etc., so the
-    LoggerHook prints them and every visualization backend receives them.
+    Values are logged as ``codebook/<name>/usage`` etc. and sent to every
+    visualization backend (TensorBoard, W&B, local ``scalars.json``).
     Usage is counted after all-reducing across ranks, so it is the same on
     every rank.
 
@@ -34,7 +34,7 @@ class CodebookHealthHook(Hook):
         warn_below (float, optional): Log a warning when usage (%) drops below
             this (codebook collapse).
     """
-    priority = 'BELOW_NORMAL'  # before LoggerHook reads the message hub
+    priority = 'BELOW_NORMAL'
 
     def __init__(self, interval: int = 50,
                  warn_below: Optional[float] = 10.) -> None:
@@ -49,13 +49,16 @@ class CodebookHealthHook(Hook):
             return
         for name, quantizer in find_quantizers(runner.model).items():
             stats = quantizer.codebook_stats()
-            usage = 100. * stats['usage']
-            hub = runner.message_hub
-            hub.update_scalar(f'codebook/{name}/usage', usage)
-            hub.update_scalar(f'codebook/{name}/perplexity',
-                              stats['perplexity'])
-            hub.update_scalar(f'codebook/{name}/dead_codes',
-                              stats['dead_codes'])
+            scalars = {
+                f'codebook/{name}/usage': 100. * stats['usage'],
+                f'codebook/{name}/perplexity': stats['perplexity'],
+                f'codebook/{name}/dead_codes': stats['dead_codes'],
+            }
+            runner.visualizer.add_scalars(scalars, step=runner.iter + 1)
+            runner.logger.info(
+                f'Iter {runner.iter + 1} ' + '  '.join(
+                    f'{key}: {value:.4g}' for key, value in scalars.items()))
+            usage = scalars[f'codebook/{name}/usage']
             if self.warn_below is not None and usage < self.warn_below:
                 runner.logger.warning(
                     f'{name}: only {usage:.1f}% of the codebook was used in '

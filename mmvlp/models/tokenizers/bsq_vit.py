@@ -1,19 +1,23 @@
-"""BSQ-ViT tokenizer in the style of QLIP (stage 1).
+"""BSQ-ViT tokenizer in the style of QLIP, with its two training stages.
 
 ViT encoder -> binary spherical quantization of the patch tokens -> ViT pixel
-decoder. The *unquantized* CLS token can be aligned contrastively with a text
-tower; the loss weights are then balanced by gradient magnitude.
+decoder. Stage 1 trains everything with reconstruction + quantizer entropy and,
+with a text tower, contrastive alignment of the *unquantized* CLS (weights
+balanced by gradient magnitude). Stage 2 freezes the encoder and trains the
+quantizer and decoder with perceptual and adversarial (PatchGAN) losses.
 """
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 
 from mmvlp.registry import MODELS, build_scoped
 from ..backbones.vit import ViTEncoder
 from ..quantizers import QuantizerOutput
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseVisualTokenizer
+from .losses import hinge_d_loss, hinge_g_loss
 from .targets import check_raw_pixels
 
 RECON_LOSSES = ('l1', 'l2')
@@ -59,6 +63,17 @@ class BSQViT(BaseVisualTokenizer):
             block (detached, clipped to ``max_balance_weight``) instead of a
             fixed weight of 1.
         max_balance_weight (float): Upper bound of that weight.
+        stage (int): 1 or 2 (see the module docstring). Stage 2 needs
+            ``perceptual_loss`` and ``discriminator`` and an optimizer per part
+            (``MultiOptimWrapperConstructor`` with ``generator`` and
+            ``discriminator``).
+        perceptual_loss (dict, optional): A ``PerceptualLoss`` config (stage 2).
+        perceptual_weight (float): Weight of the perceptual loss.
+        discriminator (dict, optional): A ``PatchDiscriminator`` config.
+        adversarial_weight (float): Multiplier of the adaptive adversarial
+            weight ``||grad rec|| / ||grad adv||`` on the pixel head.
+        disc_start_iter (int): Iteration from which the adversarial losses
+            are used.
         mean (Sequence[float]): Pixel mean (0-255) the encoder expects.
         std (Sequence[float]): Pixel std (0-255).
         data_preprocessor (dict, optional): Must not normalise.
@@ -76,6 +91,12 @@ class BSQViT(BaseVisualTokenizer):
                  embed_dims: int = 512,
                  balance_by_grad: bool = True,
                  max_balance_weight: float = 1e3,
+                 stage: int = 1,
+                 perceptual_loss: Optional[dict] = None,
+                 perceptual_weight: float = 1.0,
+                 discriminator: Optional[dict] = None,
+                 adversarial_weight: float = 0.1,
+                 disc_start_iter: int = 0,
                  mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD,
                  data_preprocessor: Optional[dict] = None,
@@ -109,6 +130,23 @@ class BSQViT(BaseVisualTokenizer):
         self.balance_by_grad = balance_by_grad
         self.max_balance_weight = max_balance_weight
 
+        if stage not in (1, 2):
+            raise ValueError(f'stage must be 1 or 2, got {stage}.')
+        self.stage = stage
+        self.perceptual_weight = perceptual_weight
+        self.adversarial_weight = adversarial_weight
+        self.disc_start_iter = disc_start_iter
+        if stage == 2:
+            if perceptual_loss is None or discriminator is None:
+                raise ValueError(
+                    'BSQViT stage 2 needs perceptual_loss=dict(type='
+                    "'PerceptualLoss', vgg_checkpoint=...) and discriminator="
+                    "dict(type='PatchDiscriminator').")
+            self.perceptual_loss = build_scoped(MODELS, perceptual_loss)
+            self.discriminator = build_scoped(MODELS, discriminator)
+            for frozen in self._frozen_in_stage2():
+                frozen.requires_grad_(False)
+
     # ------------------------------------------------------------------
     def _encode(self, images: torch.Tensor
                 ) -> Tuple[torch.Tensor, QuantizerOutput, Tuple[int, int]]:
@@ -131,6 +169,32 @@ class BSQViT(BaseVisualTokenizer):
 
     def _to_raw(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels * self.norm.std + self.norm.mean).clamp(0, 255)
+
+    def _frozen_in_stage2(self) -> List[nn.Module]:
+        modules = [self.encoder]
+        if self.text_encoder is not None:
+            modules += [self.text_encoder, self.image_proj, self.text_proj]
+        return modules
+
+    def train(self, mode: bool = True) -> 'BSQViT':
+        """In stage 2 the frozen encoder stays in eval mode."""
+        super().train(mode)
+        if self.stage == 2:
+            for module in self._frozen_in_stage2():
+                module.eval()
+        return self
+
+    def optim_parts(self) -> Dict[str, nn.Module]:
+        """Parts with their own optimizer (``MultiOptimWrapperConstructor``).
+        """
+        if self.stage != 2:
+            raise RuntimeError('Only stage 2 trains separate parts; stage 1 '
+                               'uses one optimizer.')
+        return dict(
+            generator=nn.ModuleDict(
+                dict(quantizer=self.quantizer, decoder=self.decoder,
+                     pixel_head=self.pixel_head)),
+            discriminator=self.discriminator)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -163,6 +227,9 @@ class BSQViT(BaseVisualTokenizer):
                 token ids, padded to one length) and optionally
                 ``text_padding_mask`` (True at padding) for the alignment.
         """
+        if self.stage == 2:
+            losses, _ = self._stage2_losses(images, apply_adversarial=False)
+            return losses
         text_ids, text_padding_mask = _texts(data_samples)
         cls_token, output, grid = self._encode(images)
         pixels = self._pixels(output.quantized, grid)
@@ -199,6 +266,73 @@ class BSQViT(BaseVisualTokenizer):
         grad_con, = torch.autograd.grad(loss_con, weight, retain_graph=True)
         ratio = grad_recon.norm() / (grad_con.norm() + 1e-8)
         return ratio.clamp(max=self.max_balance_weight).detach()
+
+    # ------------------------------------------------------------------
+    # Stage 2: frozen encoder, perceptual + adversarial decoder training
+    # ------------------------------------------------------------------
+    @staticmethod
+    def _to_unit(raw: torch.Tensor) -> torch.Tensor:
+        return raw / 127.5 - 1.
+
+    def _stage2_losses(self, images: torch.Tensor, apply_adversarial: bool
+                       ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+        """Generator losses and the (unclamped) raw-pixel reconstruction."""
+        check_raw_pixels(images, type(self).__name__)
+        with torch.no_grad():
+            tokens, grid = self.encoder(self.norm(images))
+        output = self.quantizer(tokens[:, 1:])
+        pixels = self._pixels(output.quantized, grid)
+        recon = pixels * self.norm.std + self.norm.mean
+        if self.recon_loss == 'l1':
+            loss_recon = F.l1_loss(pixels, self.norm(images))
+        else:
+            loss_recon = F.mse_loss(pixels, self.norm(images))
+        loss_perceptual = self.perceptual_weight * self.perceptual_loss(
+            recon, images)
+        losses = dict(loss_recon=loss_recon, loss_quant=output.loss,
+                      loss_perceptual=loss_perceptual)
+        if apply_adversarial:
+            loss_g = hinge_g_loss(self.discriminator(self._to_unit(recon)))
+            weight = self.adversarial_weight * self._adaptive_weight(
+                loss_recon + loss_perceptual, loss_g)
+            losses.update(loss_adversarial=weight * loss_g,
+                          adversarial_weight=weight.detach())
+        return losses, recon
+
+    def _adaptive_weight(self, loss_rec: torch.Tensor,
+                         loss_adv: torch.Tensor) -> torch.Tensor:
+        """``||d rec / d W|| / ||d adv / d W||`` on the pixel head (VQGAN)."""
+        weight = self.pixel_head.weight
+        grad_rec, = torch.autograd.grad(loss_rec, weight, retain_graph=True)
+        grad_adv, = torch.autograd.grad(loss_adv, weight, retain_graph=True)
+        ratio = grad_rec.norm() / (grad_adv.norm() + 1e-8)
+        return ratio.clamp(max=1e4).detach()
+
+    def train_step(self, data, optim_wrapper) -> Dict[str, torch.Tensor]:
+        """Stage 1: mmengine's single-optimizer step. Stage 2: a generator
+        step (quantizer + decoder), then a discriminator step (hinge loss)
+        from ``disc_start_iter`` on. Under DDP use
+        ``model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel')``.
+        """
+        if self.stage == 1:
+            return super().train_step(data, optim_wrapper)
+        iteration = MessageHub.get_current_instance().get_info('iter', 0)
+        adversarial = iteration >= self.disc_start_iter
+        images = self.data_preprocessor(data, True)['inputs']
+        generator = optim_wrapper['generator']
+        with generator.optim_context(self):
+            losses, recon = self._stage2_losses(images, adversarial)
+        loss, log_vars = self.parse_losses(losses)
+        generator.update_params(loss)
+        if adversarial:
+            discriminator = optim_wrapper['discriminator']
+            with discriminator.optim_context(self.discriminator):
+                loss_disc = hinge_d_loss(
+                    self.discriminator(self._to_unit(images.float())),
+                    self.discriminator(self._to_unit(recon.detach())))
+            discriminator.update_params(loss_disc)
+            log_vars['loss_disc'] = loss_disc.detach()
+        return log_vars
 
 
 def _texts(data_samples: Optional[list]

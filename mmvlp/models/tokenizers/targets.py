@@ -9,6 +9,7 @@ Every target maps raw images (pixels in [0, 255], ``(B, 3, H, W)``) to
   weights, so a tokenizer can be trained offline;
 * :class:`PixelTarget` -- per-patch normalised pixels (MAE).
 """
+import os.path as osp
 from typing import Sequence
 
 import torch
@@ -111,6 +112,14 @@ class FrozenTeacher(BaseModule):
                 'FrozenTeacher needs pretrained weights: give the teacher '
                 "model init_cfg=dict(type='Pretrained', checkpoint=...), or "
                 'use a weight-free target (HOGTarget, PixelTarget).')
+        checkpoint = init_cfg.get('checkpoint') if isinstance(
+            init_cfg, dict) else None
+        if isinstance(checkpoint, str) and '://' not in checkpoint and \
+                not osp.isfile(checkpoint):
+            raise FileNotFoundError(
+                f'FrozenTeacher: the teacher checkpoint {checkpoint} does not '
+                'exist. Put the teacher weights there (nothing is downloaded '
+                'automatically) or use a weight-free target (HOGTarget).')
         self.model = build_scoped(MODELS, model)
         if hasattr(self.model, 'init_weights'):
             self.model.init_weights()
