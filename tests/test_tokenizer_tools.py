@@ -118,3 +118,47 @@ def test_contrastive_loss_prefers_matching_pairs():
 def test_bsq_vit_bad_config():
     with pytest.raises(ValueError, match="recon_loss must be one of"):
         BSQViT(recon_loss='l3')
+
+
+def test_frechet_distance_matches_scipy():
+    from scipy import linalg
+
+    from mmvlp.evaluation import frechet_distance
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 6, generator=generator, dtype=torch.double)
+    b = torch.randn(200, 6, generator=generator, dtype=torch.double) * 1.5 + .3
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = torch.cov(a.t()), torch.cov(b.t())
+    root = linalg.sqrtm(s1.numpy() @ s2.numpy()).real
+    expected = ((mu1 - mu2).pow(2).sum().item() + np.trace(s1.numpy()) +
+                np.trace(s2.numpy()) - 2 * np.trace(root))
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected,
+                                                               rel=1e-6)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-8)
+
+
+def test_rfid_needs_inception_weights(tmp_path):
+    from mmvlp.evaluation import ReconstructionFID
+    with pytest.raises(FileNotFoundError, match='rFID needs Inception-v3'):
+        ReconstructionFID()
+
+
+def test_rfid_with_supplied_weights(tmp_path):
+    """With (here random) user-supplied weights: 0 for perfect
+    reconstructions, positive otherwise."""
+    from torchvision.models import inception_v3
+
+    from mmvlp.evaluation import ReconstructionFID
+    torch.manual_seed(0)
+    path = tmp_path / 'inception.pth'
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in
+                inception_v3(weights=None, aux_logits=True,
+                             init_weights=False).state_dict().items()}, path)
+    metric = ReconstructionFID(inception_checkpoint=str(path))
+    images = torch.rand(4, 3, 32, 32) * 255
+    metric.process(None, [dict(recon=i, image=i) for i in images])
+    assert metric.compute_metrics(metric.results)['rfid'] == pytest.approx(
+        0, abs=1e-4)
+    metric.results.clear()
+    metric.process(None, [dict(recon=255 - i, image=i) for i in images])
+    assert metric.compute_metrics(metric.results)['rfid'] > 0

@@ -1,5 +1,9 @@
 """Metrics that mmpretrain, mmdet and mmseg do not already provide."""
 from .codebook import CodebookUsage
 from .reconstruction import ReconstructionMetric, psnr, ssim
+from .rfid import ReconstructionFID, frechet_distance
 
-__all__ = ['CodebookUsage', 'ReconstructionMetric', 'psnr', 'ssim']
+__all__ = [
+    'CodebookUsage', 'ReconstructionMetric', 'psnr', 'ssim',
+    'ReconstructionFID', 'frechet_distance'
+]
