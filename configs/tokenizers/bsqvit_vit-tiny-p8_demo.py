@@ -3,8 +3,8 @@
 #   python tools/data/make_demo_data.py
 #   python tools/train.py configs/tokenizers/bsqvit_vit-tiny-p8_demo.py
 _base_ = [
-    '../_base_/default_runtime.py',
     '../_base_/datasets/demo_images_raw.py',
+    '../_base_/schedules/tokenizer_demo_cpu.py',
 ]
 
 model = dict(
@@ -24,10 +24,7 @@ model = dict(
                   feedforward_channels=256)),
     recon_loss='l1')
 
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.99),
-                   weight_decay=1e-4),
-    clip_grad=dict(max_norm=1.0))
+optim_wrapper = dict(clip_grad=dict(max_norm=1.0))
 max_iters = 1000
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
@@ -35,15 +32,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=50,
          end=max_iters),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=250)
-val_cfg = dict()
-test_cfg = dict()
+train_cfg = dict(max_iters=max_iters, val_interval=250)
 val_evaluator = [dict(type='ReconstructionMetric'), dict(type='CodebookUsage')]
 test_evaluator = val_evaluator
 
 custom_hooks = [dict(type='TokenizerVisualizationHook', num_images=8)]
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(by_epoch=False, interval=250))
-log_processor = dict(by_epoch=False)
+default_hooks = dict(checkpoint=dict(interval=250))

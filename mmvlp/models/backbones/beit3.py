@@ -12,7 +12,8 @@ from torch.utils.checkpoint import checkpoint
 
 from mmvlp.registry import MODELS
 from ..layers import (MultiwayExperts, MultiwayTransformerLayer, PatchEmbed,
-                      grid_of, resize_pos_embed, resolve_arch)
+                      grid_of, init_transformer_weights, resize_pos_embed,
+                      resolve_arch)
 
 #: Architectures: width, depth, heads, FFN width and default patch size.
 ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
@@ -209,14 +210,7 @@ class BEiT3(BaseModule):
         value part of ``qkv`` are multiplied by ``sqrt(log(2 * num_layers))``
         as in torchscale.
         """
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.trunc_normal_(module.weight, std=.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_transformer_weights(self)
         for param in (self.cls_token, self.mask_token, self.pos_embed_vision,
                       self.pos_embed_text, self.text_embed.weight):
             nn.init.trunc_normal_(param, std=.02)

@@ -14,7 +14,8 @@ from mmengine.utils import to_2tuple
 
 from mmvlp.registry import MODELS
 from ..layers import (MultiwayTransformerLayer, PatchEmbed, grid_of,
-                      resize_pos_embed, resolve_arch)
+                      init_transformer_weights, resize_pos_embed,
+                      resolve_arch)
 
 VIT_ARCHS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3,
@@ -92,14 +93,7 @@ class ViTEncoder(BaseModule):
         self._init_from_scratch()
 
     def _init_from_scratch(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.trunc_normal_(module.weight, std=.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_transformer_weights(self)
         nn.init.trunc_normal_(self.pos_embed, std=.02)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=.02)

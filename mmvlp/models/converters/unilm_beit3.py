@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..backbones.beit3 import BEiT3
+from .checks import check_against_model
 
 __all__ = ['ConversionReport', 'convert_unilm_beit3', 'unwrap_checkpoint']
 
@@ -284,27 +285,8 @@ def _describe(state: Dict[str, torch.Tensor], layout: str,
         max_text_len=state['pos_embed_text'].shape[1],
         final_norm=final_norm,
         task_heads=task_heads)
-    _check_against_model(state, report)
+    check_against_model(
+        state, BEiT3, report.backbone_cfg(),
+        f'BEiT3 ({report.num_layers} layers, width {report.embed_dims}, '
+        f'{report.layout})')
     return report
-
-
-def _check_against_model(state: Dict[str, torch.Tensor],
-                         report: ConversionReport) -> None:
-    """Compare keys and shapes with a ``BEiT3`` built (on meta) from the
-    report, and raise with the offending keys."""
-    cfg = report.backbone_cfg()
-    cfg.pop('type')
-    with torch.device('meta'):
-        expected = {k: tuple(v.shape)
-                    for k, v in BEiT3(**cfg).state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    wrong = sorted(f'{k}: {got[k]} (expected {expected[k]})'
-                   for k in set(got) & set(expected) if got[k] != expected[k])
-    if missing or unexpected or wrong:
-        raise ValueError(
-            'The converted weights do not form a consistent BEiT3 '
-            f'({report.num_layers} layers, width {report.embed_dims}, '
-            f'{report.layout}).\n  missing: {missing}\n  unexpected: '
-            f'{unexpected}\n  wrong shape: {wrong}')

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..tokenizers.vqkd import VQKD
+from .checks import check_against_model
 
 __all__ = ['VQKDConversion', 'convert_vqkd']
 
@@ -195,22 +196,5 @@ def convert_vqkd(
         model_cfg['target_dims'] = out['decode_task_layer.2.weight'].shape[0]
     if mean is not None:
         model_cfg.update(mean=tuple(mean), std=tuple(std))
-    _check_against_model(out, model_cfg)
+    check_against_model(out, VQKD, model_cfg, 'VQKD')
     return out, VQKDConversion(source, model_cfg, ignored)
-
-
-def _check_against_model(state: Dict[str, torch.Tensor],
-                         model_cfg: dict) -> None:
-    cfg = {k: v for k, v in model_cfg.items() if k != 'type'}
-    with torch.device('meta'):
-        expected = {k: tuple(v.shape)
-                    for k, v in VQKD(**cfg).state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    wrong = sorted(f'{k}: {got[k]} (expected {expected[k]})'
-                   for k in set(got) & set(expected) if got[k] != expected[k])
-    if missing or unexpected or wrong:
-        raise ValueError('The converted VQ-KD weights are inconsistent.\n'
-                         f'  missing: {missing}\n  unexpected: {unexpected}\n'
-                         f'  wrong shape: {wrong}')

@@ -3,11 +3,12 @@ from .arch import resolve_arch
 from .attention import MultiwayAttention
 from .embed import PatchEmbed, grid_of, resize_pos_embed
 from .ffn import SubLNFFN
+from .init import init_transformer_weights
 from .multiway import MultiwayExperts, multiway_or_shared, route
 from .transformer import MultiwayTransformerLayer
 
 __all__ = [
     'MultiwayAttention', 'PatchEmbed', 'grid_of', 'resize_pos_embed',
     'SubLNFFN', 'MultiwayExperts', 'multiway_or_shared', 'route',
-    'MultiwayTransformerLayer', 'resolve_arch'
+    'MultiwayTransformerLayer', 'resolve_arch', 'init_transformer_weights'
 ]
