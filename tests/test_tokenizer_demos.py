@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmvlp.datasets import make_demo_dataset
+from mmvlp.text import train_sentencepiece
 from mmvlp.utils import safe_torch_load
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs', 'tokenizers')
@@ -19,6 +20,9 @@ CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs', 'tokenizers')
 def demo_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo')
     make_demo_dataset(str(root), num_train=8, num_val=4, size=64)
+    train_sentencepiece(osp.join(root, 'captions_train.jsonl'),
+                        osp.join(root, 'text_spm'), vocab_size=100,
+                        field='caption')
     return str(root)
 
 
@@ -28,6 +32,9 @@ def _run(config, demo_data, work_dir):
         cfg[loader].update(batch_size=4, num_workers=0,
                            persistent_workers=False)
         cfg[loader].dataset.data_root = demo_data
+        for step in cfg[loader].dataset.pipeline:
+            if step.type == 'TokenizeText':
+                step.model_file = osp.join(demo_data, 'text_spm.model')
     cfg.train_cfg.update(max_iters=4, val_interval=4)
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1., by_epoch=False)]
     cfg.default_hooks.logger.interval = 1
@@ -123,3 +130,13 @@ def test_bsqvit_stage2_demo_config(demo_data, tmp_path, vgg_checkpoint):
         assert torch.equal(runner.model.state_dict()[key], value), key
     assert runner.message_hub.get_scalar('train/loss_disc').current() > 0
     assert runner.message_hub.get_scalar('val/recon/psnr').current() > 0
+
+
+def test_bsqvit_text_demo_config(demo_data, tmp_path):
+    """QLIP stage 1 with captions: the contrastive loss and its
+    gradient-balanced weight are trained and logged."""
+    runner = _run('bsqvit-text_vit-tiny-p8_demo.py', demo_data, tmp_path)
+    hub = runner.message_hub
+    assert hub.get_scalar('train/loss_contrastive').current() > 0
+    assert hub.get_scalar('train/contrastive_weight').current() > 0
+    assert runner.model.text_proj.weight.abs().sum() > 0

@@ -1,0 +1,115 @@
+"""Image-text pair datasets: jsonl / tsv lists and COCO-captions JSON."""
+import csv
+import json
+import os.path as osp
+from typing import List
+
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from mmvlp.registry import DATASETS
+
+FORMATS = ('jsonl', 'tsv', 'coco')
+
+
+def _detect_format(ann_file: str) -> str:
+    if ann_file.endswith('.jsonl'):
+        return 'jsonl'
+    if ann_file.endswith(('.tsv', '.txt')):
+        return 'tsv'
+    if ann_file.endswith('.json'):
+        return 'coco'
+    raise ValueError(f'Cannot tell the format of {ann_file}; set '
+                     f'ann_format to one of {FORMATS}.')
+
+
+@DATASETS.register_module()
+class ImageTextDataset(BaseDataset):
+    """Pairs of an image and a caption.
+
+    Annotation formats:
+
+    * ``jsonl``: one ``{"image": path, "caption": text}`` object per line
+      (CC3M/CC12M/LAION-style lists);
+    * ``tsv``: ``path<TAB>caption`` per line;
+    * ``coco``: COCO-captions JSON (``images`` with ``id``/``file_name``,
+      ``annotations`` with ``image_id``/``caption``), one sample per caption.
+
+    Image paths are relative to ``data_root``/``data_prefix['img_path']``.
+    Records with an empty or whitespace-only caption are skipped, counted and
+    reported (``num_skipped``), never silently dropped.
+
+    Args:
+        ann_file (str): The annotation file.
+        ann_format (str, optional): ``'jsonl'``, ``'tsv'`` or ``'coco'``;
+            detected from the extension when None.
+        data_root (str): Root of ``ann_file`` and images.
+        data_prefix (dict): ``dict(img_path=...)`` prefix of image paths.
+        **kwargs: :class:`mmengine.dataset.BaseDataset` arguments
+            (``pipeline``, ``test_mode``, ...).
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 ann_format: str = None,
+                 data_root: str = '',
+                 data_prefix: dict = dict(img_path=''),
+                 **kwargs) -> None:
+        if ann_format is not None and ann_format not in FORMATS:
+            raise ValueError(f'ann_format must be one of {FORMATS}, got '
+                             f'{ann_format!r}.')
+        self.ann_format = ann_format
+        self.num_skipped = 0
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=data_prefix, **kwargs)
+
+    def _records(self) -> List[tuple]:
+        fmt = self.ann_format or _detect_format(self.ann_file)
+        records = []
+        with open(self.ann_file, encoding='utf-8') as f:
+            if fmt == 'jsonl':
+                for number, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        item = json.loads(line)
+                        records.append((item['image'], item.get('caption')))
+                    except (ValueError, KeyError) as error:
+                        raise ValueError(
+                            f'{self.ann_file}:{number}: expected '
+                            f'{{"image": ..., "caption": ...}} ({error}).'
+                        ) from None
+            elif fmt == 'tsv':
+                for number, row in enumerate(
+                        csv.reader(f, delimiter='\t'), 1):
+                    if not row:
+                        continue
+                    if len(row) < 2:
+                        raise ValueError(f'{self.ann_file}:{number}: expected '
+                                         'path<TAB>caption.')
+                    records.append((row[0], row[1]))
+            else:
+                coco = json.load(f)
+                files = {image['id']: image['file_name']
+                         for image in coco['images']}
+                for ann in coco['annotations']:
+                    records.append((files[ann['image_id']], ann['caption']))
+        return records
+
+    def load_data_list(self) -> List[dict]:
+        prefix = self.data_prefix.get('img_path', '')
+        data_list = []
+        for path, caption in self._records():
+            if not isinstance(caption, str) or not caption.strip():
+                self.num_skipped += 1
+                continue
+            data_list.append(
+                dict(img_path=osp.join(prefix, path),
+                     caption=caption.strip()))
+        if self.num_skipped:
+            print_log(
+                f'ImageTextDataset({self.ann_file}): skipped '
+                f'{self.num_skipped} record(s) with an empty caption; '
+                f'{len(data_list)} kept.',
+                logger='current', level=30)
+        return data_list

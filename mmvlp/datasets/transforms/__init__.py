@@ -1,0 +1,4 @@
+"""Data transforms."""
+from .text import TokenizeText
+
+__all__ = ['TokenizeText']
