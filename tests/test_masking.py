@@ -49,3 +49,36 @@ def test_bad_arguments():
         BlockwiseMaskGenerator(mask_ratio=1.2)
     with pytest.raises(ValueError, match='min_num_patches'):
         BlockwiseMaskGenerator(input_size=4, mask_ratio=0.4)
+
+
+def test_text_masking_ratio_and_replacements():
+    from mmvlp.datasets.transforms import TextMasking
+    transform = TextMasking(mask_id=99, vocab_size=100, mask_ratio=0.5,
+                            seed=0)
+    ids = np.array([0] + list(range(10, 50)) + [2] + [1] * 8)  # 40 real
+    chosen_total, kinds = 0, np.zeros(3)
+    for _ in range(300):
+        out = transform({'text_ids': ids})
+        chosen = out['text_mlm_mask']
+        masked = out['masked_text_ids']
+        assert chosen.sum() == 20
+        assert not chosen[0] and not chosen[41] and not chosen[42:].any()
+        assert np.array_equal(masked[~chosen], ids[~chosen])
+        kinds += [(masked[chosen] == 99).sum(),
+                  ((masked[chosen] != 99) &
+                   (masked[chosen] != ids[chosen])).sum(),
+                  (masked[chosen] == ids[chosen]).sum()]
+        assert ((masked >= 4) | ~chosen).all()  # no special replacement
+        chosen_total += chosen.sum()
+    shares = kinds / chosen_total
+    assert abs(shares[0] - 0.8) < 0.02
+    assert abs(shares[1] + shares[2] - 0.2) < 0.02
+
+
+def test_text_masking_short_text_masks_one():
+    from mmvlp.datasets.transforms import TextMasking
+    transform = TextMasking(mask_id=9, vocab_size=10, seed=0)
+    out = transform({'text_ids': np.array([0, 5, 2, 1])})
+    assert out['text_mlm_mask'].tolist() == [False, True, False, False]
+    with pytest.raises(ValueError, match='mask_id'):
+        TextMasking(mask_id=100, vocab_size=10)

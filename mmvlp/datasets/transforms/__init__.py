@@ -1,5 +1,7 @@
 """Data transforms."""
-from .masking import BlockwiseMaskGenerator, blockwise_mask
+from .masking import BlockwiseMaskGenerator, TextMasking, blockwise_mask
 from .text import TokenizeText
 
-__all__ = ['BlockwiseMaskGenerator', 'blockwise_mask', 'TokenizeText']
+__all__ = [
+    'BlockwiseMaskGenerator', 'TextMasking', 'blockwise_mask', 'TokenizeText'
+]

@@ -120,3 +120,80 @@ class BlockwiseMaskGenerator(BaseTransform):
         return (f'{type(self).__name__}(input_size={self.grid}, num_masked='
                 f'{self.num_masked}, min_num_patches={self.min_num_patches}, '
                 f'aspect_range={self.aspect_range})')
+
+
+@TRANSFORMS.register_module()
+class TextMasking(BaseTransform):
+    """BERT-style masking of ``results['text_ids']`` for masked language
+    modeling (15% for monomodal text, 50% for text in image-text pairs in
+    BEiT-3).
+
+    Of the real (non-special, non-padding) tokens, ``mask_ratio`` are chosen
+    (at least one); of those, 80% become the mask token, 10% a random token
+    and 10% stay as they are. Adds ``masked_text_ids`` (the model input) and
+    ``text_mlm_mask`` (True at the chosen positions, whose labels are
+    ``text_ids``).
+
+    Args:
+        mask_id (int): The mask token (64001 for ``beit3.spm``).
+        vocab_size (int): Random replacements are drawn from
+            ``[num_special, vocab_size)`` excluding ``mask_id``.
+        mask_ratio (float): Share of real tokens to predict.
+        special_ids (Sequence[int]): Ids never masked (``<s>``, ``<pad>``,
+            ``</s>``, ``<unk>``).
+        num_special (int): Ids below this are never drawn as replacements.
+        replace_probs (tuple): Probabilities of (mask token, random token,
+            unchanged).
+        seed (int, optional): Fix the generator (tests); by default numpy's
+            global state seeds it.
+    """
+
+    def __init__(self,
+                 mask_id: int,
+                 vocab_size: int,
+                 mask_ratio: float = 0.15,
+                 special_ids: Sequence[int] = (0, 1, 2, 3),
+                 num_special: int = 4,
+                 replace_probs: Tuple[float, float, float] = (0.8, 0.1, 0.1),
+                 seed: Optional[int] = None) -> None:
+        if not 0 < mask_ratio < 1:
+            raise ValueError(f'mask_ratio must be in (0, 1), got '
+                             f'{mask_ratio}.')
+        if abs(sum(replace_probs) - 1) > 1e-6 or min(replace_probs) < 0:
+            raise ValueError(f'replace_probs must be 3 non-negative values '
+                             f'summing to 1, got {replace_probs}.')
+        if not num_special <= mask_id < vocab_size:
+            raise ValueError(f'mask_id {mask_id} is outside [{num_special}, '
+                             f'{vocab_size}).')
+        self.mask_id = mask_id
+        self.vocab_size = vocab_size
+        self.mask_ratio = mask_ratio
+        self.special_ids = np.asarray(special_ids)
+        self.num_special = num_special
+        self.replace_probs = replace_probs
+        self.rng = None if seed is None else np.random.default_rng(seed)
+
+    def transform(self, results: dict) -> dict:
+        rng = self.rng or np.random.default_rng(
+            np.random.randint(0, 2**31 - 1))
+        ids = np.asarray(results['text_ids'])
+        real = ~np.isin(ids, self.special_ids)
+        positions = np.flatnonzero(real)
+        chosen = np.zeros_like(real)
+        if positions.size:
+            count = max(1, int(round(self.mask_ratio * positions.size)))
+            chosen[rng.choice(positions, count, replace=False)] = True
+        masked = ids.copy()
+        action = rng.choice(3, size=ids.shape, p=self.replace_probs)
+        masked[chosen & (action == 0)] = self.mask_id
+        random_slots = chosen & (action == 1)
+        draws = rng.integers(self.num_special, self.vocab_size - 1,
+                             size=int(random_slots.sum()))
+        masked[random_slots] = draws + (draws >= self.mask_id)  # skip mask
+        results['masked_text_ids'] = masked
+        results['text_mlm_mask'] = chosen
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(mask_ratio={self.mask_ratio}, '
+                f'mask_id={self.mask_id}, vocab_size={self.vocab_size})')
