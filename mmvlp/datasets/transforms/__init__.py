@@ -1,7 +1,9 @@
 """Data transforms."""
 from .masking import BlockwiseMaskGenerator, TextMasking, blockwise_mask
 from .text import TokenizeText
+from .two_view import TwoViewCrop, sample_crop
 
 __all__ = [
-    'BlockwiseMaskGenerator', 'TextMasking', 'blockwise_mask', 'TokenizeText'
+    'BlockwiseMaskGenerator', 'TextMasking', 'blockwise_mask', 'TokenizeText',
+    'TwoViewCrop', 'sample_crop'
 ]
