@@ -1,0 +1,154 @@
+"""BEiT-3 masked data modeling on images, texts and image-text pairs."""
+from typing import Dict, Optional
+
+import torch
+from mmengine.model import BaseModel
+
+from mmvlp.registry import MODELS, build_scoped
+from ..heads import MaskedTokenHead
+
+SOURCES = ('image', 'text', 'pair')
+
+
+@MODELS.register_module()
+class BEiT3Pretrain(BaseModel):
+    """One Multiway backbone trained by masked data modeling.
+
+    * image: predict the visual tokens of masked patches (MIM);
+    * text: predict masked text tokens (MLM);
+    * pair: both, on an image-text sequence.
+
+    Visual targets come from a frozen tokenizer (any mmvlp tokenizer, e.g.
+    ``VQKD`` with ``init_cfg=dict(type='Pretrained', ...)``) applied to the
+    tokenizer view, or from precomputed token ids
+    (``tools/tokenize_images.py``).
+
+    A batch is a dict with any of the keys ``image``, ``text`` and ``pair``:
+
+    * ``image``: ``images`` ``(B, 3, H, W)`` normalised for the backbone,
+      ``vision_mask`` ``(B, h, w)`` bool, and ``tokenizer_images`` (raw
+      pixels of the tokenizer view) or ``visual_tokens`` ``(B, h, w)``;
+    * ``text``: ``masked_text_ids`` ``(B, L)`` (model input),
+      ``text_ids`` ``(B, L)`` (labels), ``text_mlm_mask`` ``(B, L)`` bool,
+      ``text_padding_mask`` ``(B, L)`` bool;
+    * ``pair``: the union of both.
+
+    Args:
+        backbone (dict): A ``BEiT3`` config.
+        tokenizer (dict, optional): A frozen visual tokenizer config.
+        visual_vocab_size (int, optional): Size of the visual vocabulary when
+            targets are precomputed (must equal the tokenizer's if both).
+        loss_weights (dict): Weight per source.
+        data_preprocessor (dict, optional): Batch preparation.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 tokenizer: Optional[dict] = None,
+                 visual_vocab_size: Optional[int] = None,
+                 loss_weights: Dict[str, float] = dict(
+                     image=1., text=1., pair=1.),
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+        unknown = set(loss_weights) - set(SOURCES)
+        if unknown:
+            raise ValueError(f'loss_weights keys must be among {SOURCES}, got '
+                             f'{sorted(unknown)}.')
+        self.loss_weights = dict(loss_weights)
+        self.backbone = build_scoped(MODELS, backbone)
+        self.tokenizer = None
+        if tokenizer is not None:
+            self.tokenizer = build_scoped(MODELS, tokenizer)
+            self.tokenizer.requires_grad_(False)
+            self.tokenizer.eval()
+            vocab = self.tokenizer.vocab_size
+            if visual_vocab_size is not None and visual_vocab_size != vocab:
+                raise ValueError(
+                    f'visual_vocab_size={visual_vocab_size} does not match '
+                    f'the tokenizer\'s vocab_size={vocab}; drop '
+                    'visual_vocab_size or fix it.')
+            grid = tuple(self.tokenizer.encoder.patch_grid)
+            if grid != tuple(self.backbone.patch_grid):
+                raise ValueError(
+                    f'The tokenizer yields a {grid[0]}x{grid[1]} token map '
+                    f'but the backbone has {self.backbone.patch_grid[0]}x'
+                    f'{self.backbone.patch_grid[1]} patches; set the '
+                    'tokenizer view size (TwoViewCrop second_size) so both '
+                    'grids agree.')
+            visual_vocab_size = vocab
+        if visual_vocab_size is None:
+            raise ValueError('BEiT3Pretrain needs a tokenizer or '
+                             'visual_vocab_size (precomputed tokens).')
+        dims = self.backbone.embed_dims
+        self.mim_head = MaskedTokenHead(dims, visual_vocab_size)
+        self.mlm_head = MaskedTokenHead(dims, self.backbone.vocab_size)
+
+    def train(self, mode: bool = True) -> 'BEiT3Pretrain':
+        """The tokenizer stays frozen in eval mode."""
+        super().train(mode)
+        if self.tokenizer is not None:
+            self.tokenizer.eval()
+        return self
+
+    def _visual_targets(self, batch: dict) -> torch.Tensor:
+        if 'visual_tokens' in batch:
+            return batch['visual_tokens'].flatten(1)
+        if self.tokenizer is None:
+            raise ValueError('The batch has no visual_tokens and the model '
+                             'no tokenizer to compute them.')
+        return self.tokenizer.encode(batch['tokenizer_images']).flatten(1)
+
+    def _mim(self, hidden: torch.Tensor, batch: dict):
+        mask = batch['vision_mask'].flatten(1).bool()
+        patches = hidden[:, 1:1 + mask.shape[1]]
+        return self.mim_head.loss(patches, mask, self._visual_targets(batch))
+
+    def _mlm(self, hidden: torch.Tensor, batch: dict):
+        return self.mlm_head.loss(hidden, batch['text_mlm_mask'].bool(),
+                                  batch['text_ids'])
+
+    def loss(self, batch: Dict[str, dict]) -> Dict[str, torch.Tensor]:
+        """Weighted losses and accuracies per source."""
+        if not any(source in batch for source in SOURCES):
+            raise ValueError(f'A pretraining batch needs at least one of '
+                             f'{SOURCES}; got {sorted(batch)}.')
+        losses = {}
+        if 'image' in batch:
+            part = batch['image']
+            hidden = self.backbone.forward_sequence(
+                images=part['images'], vision_mask=part['vision_mask'])
+            loss, acc = self._mim(hidden, part)
+            losses.update(loss_mim_image=loss * self.loss_weights['image'],
+                          acc_mim_image=acc)
+        if 'text' in batch:
+            part = batch['text']
+            hidden = self.backbone.forward_sequence(
+                text_ids=part['masked_text_ids'],
+                text_padding_mask=part.get('text_padding_mask'))
+            loss, acc = self._mlm(hidden, part)
+            losses.update(loss_mlm_text=loss * self.loss_weights['text'],
+                          acc_mlm_text=acc)
+        if 'pair' in batch:
+            part = batch['pair']
+            output, _ = self.backbone.encode(
+                images=part['images'], vision_mask=part['vision_mask'],
+                text_ids=part['masked_text_ids'],
+                text_padding_mask=part.get('text_padding_mask'))
+            hidden, split = output.hidden_states, output.num_image_tokens
+            weight = self.loss_weights['pair']
+            mim, mim_acc = self._mim(hidden[:, :split], part)
+            mlm, mlm_acc = self._mlm(hidden[:, split:], part)
+            losses.update(loss_mim_pair=mim * weight, acc_mim_pair=mim_acc,
+                          loss_mlm_pair=mlm * weight, acc_mlm_pair=mlm_acc)
+        return losses
+
+    def forward(self, inputs: Dict[str, dict], data_samples=None,
+                mode: str = 'loss'):
+        """mmengine entry point; only ``'loss'`` is meaningful here."""
+        if mode != 'loss':
+            raise ValueError(f'BEiT3Pretrain supports mode="loss" only, got '
+                             f'{mode!r}; use the backbone for features.')
+        return self.loss(inputs)

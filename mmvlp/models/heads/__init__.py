@@ -1,0 +1,4 @@
+"""Prediction heads."""
+from .masked_token import MaskedTokenHead
+
+__all__ = ['MaskedTokenHead']
