@@ -57,7 +57,7 @@ def _child(name: str, parent: Registry, *locations: str) -> Registry:
 RUNNERS = _child('runner', MMENGINE_RUNNERS)
 RUNNER_CONSTRUCTORS = _child('runner constructor',
                              MMENGINE_RUNNER_CONSTRUCTORS)
-LOOPS = _child('loop', MMENGINE_LOOPS)
+LOOPS = _child('loop', MMENGINE_LOOPS, 'mmvlp.engine')
 HOOKS = _child('hook', MMENGINE_HOOKS, 'mmvlp.engine')
 LOG_PROCESSORS = _child('log processor', MMENGINE_LOG_PROCESSORS)
 STRATEGIES = _child('strategy', MMENGINE_STRATEGIES)

@@ -1,3 +1,5 @@
-"""Training-time extensions of mmengine: hooks and optimizer constructors."""
+"""Training-time extensions of mmengine: hooks, optimizer constructors and
+loops."""
 from .hooks import *  # noqa: F401,F403
 from .optimizers import *  # noqa: F401,F403
+from .runner import *  # noqa: F401,F403

@@ -1,0 +1,60 @@
+# The three pretraining sources on the generated demo data
+# (tools/data/make_demo_data.py + tools/train_text_tokenizer.py):
+# images alone, captions alone (as a text corpus) and image-caption pairs.
+data_root = 'data/demo'
+text_model = 'data/demo/text_spm.model'
+image_size = 64
+tokenizer_size = 64
+patch_grid = 8
+max_text_len = 32
+text_vocab_size = 256  # >= the demo text tokenizer's ids; id 255 is the mask
+
+image_pipeline = [
+    dict(type='mmcv.LoadImageFromFile'),
+    dict(type='mmcv.RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='TwoViewCrop', size=image_size, second_size=tokenizer_size,
+         scale=(0.6, 1.0)),
+    dict(type='BlockwiseMaskGenerator', input_size=patch_grid,
+         mask_ratio=0.4, min_num_patches=4),
+    dict(type='PackFields'),
+]
+loader = dict(
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'))
+train_dataloader = dict(
+    image=dict(
+        batch_size=32,
+        dataset=dict(type='mmpretrain.CustomDataset', data_root=data_root,
+                     data_prefix='images/train', with_label=False,
+                     pipeline=image_pipeline),
+        **loader),
+    text=dict(
+        batch_size=32,
+        dataset=dict(
+            type='TextCorpusDataset',
+            ann_file=f'{data_root}/captions_train.jsonl',
+            field='caption',
+            tokenizer=dict(model_file=text_model, max_length=max_text_len),
+            pipeline=[
+                dict(type='TextMasking', mask_id=255,
+                     vocab_size=text_vocab_size, mask_ratio=0.15),
+                dict(type='PackFields', pad_to=max_text_len),
+            ]),
+        **loader),
+    pair=dict(
+        batch_size=32,
+        dataset=dict(
+            type='ImageTextDataset',
+            data_root=data_root,
+            ann_file='captions_train.jsonl',
+            pipeline=image_pipeline[:-1] + [
+                dict(type='TokenizeText', model_file=text_model,
+                     max_length=max_text_len),
+                dict(type='TextMasking', mask_id=255,
+                     vocab_size=text_vocab_size, mask_ratio=0.5),
+                dict(type='PackFields', pad_to=max_text_len),
+            ]),
+        **loader),
+)

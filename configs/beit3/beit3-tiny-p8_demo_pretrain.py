@@ -1,0 +1,53 @@
+# Pretrain a tiny BEiT-3 on the generated demo data: masked image modeling
+# on images, masked language modeling on captions, and both on pairs, with
+# one shared Multiway backbone and a frozen VQ-KD tokenizer as the target.
+# The tokenizer checkpoint comes from `tokenizer_checkpoint` (train one with
+# a tokenizer config at patch 8, 64 px).
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/demo_pretrain_sources.py',
+]
+tokenizer_checkpoint = 'work_dirs/demo/tokenizer.pth'
+
+model = dict(
+    type='BEiT3Pretrain',
+    backbone=dict(
+        type='BEiT3',
+        arch=dict(embed_dims=192, num_layers=4, num_heads=3,
+                  feedforward_channels=768),
+        img_size=64,
+        patch_size=8,
+        vocab_size=256,
+        max_text_len=32,
+        text_mask_token_id=255),
+    tokenizer=dict(
+        type='VQKD',
+        encoder=dict(
+            arch=dict(embed_dims=128, num_layers=4, num_heads=2,
+                      feedforward_channels=256),
+            img_size=64,
+            patch_size=8),
+        quantizer=dict(type='NormEMAVectorQuantizer', num_codes=16,
+                       code_dims=16),
+        decoder=None,
+        init_cfg=dict(type='Pretrained', checkpoint=tokenizer_checkpoint)),
+    data_preprocessor=dict(type='MultiSourceDataPreprocessor'))
+
+# The paper's optimiser (AdamW (0.9, 0.98), eps 1e-6, wd 0.05, clip 3.0)
+# with a demo-sized schedule.
+max_iters = 900
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6,
+                   weight_decay=0.05),
+    clip_grad=dict(max_norm=3.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
+         end=50),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=50,
+         end=max_iters),
+]
+train_cfg = dict(type='MultiSourceTrainLoop', max_iters=max_iters)
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(by_epoch=False, interval=300))
+log_processor = dict(by_epoch=False)

@@ -1,0 +1,68 @@
+"""Pack the fields a pretraining sample carries into tensors."""
+from typing import Sequence
+
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+
+from mmvlp.registry import TRANSFORMS
+
+PRETRAIN_KEYS = ('img', 'tokenizer_img', 'visual_tokens', 'vision_mask',
+                 'text_ids', 'masked_text_ids', 'text_mlm_mask',
+                 'text_padding_mask')
+
+
+@TRANSFORMS.register_module()
+class PackFields(BaseTransform):
+    """``{'inputs': {key: tensor}}`` for the keys present in the sample.
+
+    Images (``img``, HWC) become CHW uint8 tensors, the rest tensors of their
+    dtype. Text fields are padded to ``pad_to``: ids with ``pad_id``, the
+    padding mask with True and the MLM mask with False, so that samples batch
+    with default collate.
+
+    Args:
+        keys (Sequence[str]): Fields to pack (missing ones are skipped).
+        pad_to (int, optional): Length of the text fields.
+        pad_id (int): Padding id (1 for BEiT-3's XLM-R ids).
+    """
+
+    def __init__(self, keys: Sequence[str] = PRETRAIN_KEYS,
+                 pad_to: int = None, pad_id: int = 1) -> None:
+        self.keys = tuple(keys)
+        self.pad_to = pad_to
+        self.pad_id = pad_id
+
+    def _pad(self, key: str, value: np.ndarray) -> np.ndarray:
+        length = value.shape[0]
+        if self.pad_to is None or length == self.pad_to:
+            return value
+        if length > self.pad_to:
+            raise ValueError(f'{key} has {length} tokens, more than pad_to='
+                             f'{self.pad_to}.')
+        if key in ('text_ids', 'masked_text_ids'):
+            fill = self.pad_id
+        else:  # masks: padding is padding, and is never predicted
+            fill = key == 'text_padding_mask'
+        return np.concatenate(
+            [value, np.full(self.pad_to - length, fill, dtype=value.dtype)])
+
+    def transform(self, results: dict) -> dict:
+        if 'text_ids' in results and 'text_padding_mask' not in results:
+            results['text_padding_mask'] = np.zeros(
+                len(results['text_ids']), dtype=bool)
+        packed = {}
+        for key in self.keys:
+            if key not in results:
+                continue
+            value = results[key]
+            if key == 'img':
+                value = np.ascontiguousarray(value.transpose(2, 0, 1))
+            elif key.startswith('text') or key.startswith('masked_text'):
+                value = self._pad(key, np.asarray(value))
+            packed[key] = value if isinstance(
+                value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+        return dict(inputs=packed)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(keys={self.keys}, pad_to={self.pad_to})'

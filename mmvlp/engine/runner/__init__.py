@@ -1,0 +1,4 @@
+"""Training loops."""
+from .multi_source_loop import MultiSourceLoader, MultiSourceTrainLoop
+
+__all__ = ['MultiSourceLoader', 'MultiSourceTrainLoop']

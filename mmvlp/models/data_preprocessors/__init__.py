@@ -1,0 +1,4 @@
+"""Data preprocessors."""
+from .multi_source import MultiSourceDataPreprocessor
+
+__all__ = ['MultiSourceDataPreprocessor']
