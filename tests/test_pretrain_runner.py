@@ -11,14 +11,14 @@ from mmvlp.datasets import make_demo_dataset
 from mmvlp.engine import MultiSourceLoader
 from mmvlp.text import train_sentencepiece
 
-CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'beit3',
-                  'beit3-tiny-p8_demo_pretrain.py')
+CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'demo',
+                  'beit3-tiny-p8_demo-pretrain.py')
 
 
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('pretrain')
-    make_demo_dataset(str(root), num_train=12, num_val=2, size=64)
+    make_demo_dataset(str(root), num_train=12, num_val=2, size=48)
     train_sentencepiece(str(root / 'captions_train.jsonl'),
                         str(root / 'text_spm'), vocab_size=100,
                         field='caption')
@@ -40,7 +40,7 @@ def _cfg(demo_root, work_dir, max_iters=3):
             if step.type == 'TokenizeText':
                 step.model_file = model_file
     # A random (k-means-free) tokenizer stands in for the trained one.
-    cfg.model.tokenizer.init_cfg = None
+    cfg.model.tokenizer_checkpoint = None
     cfg.model.tokenizer.quantizer.kmeans_init = False
     cfg.train_cfg.max_iters = max_iters
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.,
@@ -71,10 +71,10 @@ def test_one_batch_has_every_source(demo_root, tmp_path):
     batch = next(iter(runner.train_loop.dataloader))
     data = runner.model.data_preprocessor(batch, True)['inputs']
     image, text, pair = data['image'], data['text'], data['pair']
-    assert image['images'].shape == (4, 3, 64, 64)
-    assert image['tokenizer_images'].shape == (4, 3, 64, 64)
+    assert image['images'].shape == (4, 3, 48, 48)
+    assert image['tokenizer_images'].shape == (4, 3, 48, 48)
     assert image['tokenizer_images'].min() >= 0  # raw pixels
-    assert image['vision_mask'].shape == (4, 8, 8)
+    assert image['vision_mask'].shape == (4, 6, 6)
     assert text['masked_text_ids'].shape == (4, 32)
     assert (text['text_mlm_mask'] & text['text_padding_mask']).sum() == 0
     assert pair['text_mlm_mask'].sum() > text['text_mlm_mask'].sum() * 1.5

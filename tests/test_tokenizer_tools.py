@@ -162,3 +162,17 @@ def test_rfid_with_supplied_weights(tmp_path):
     metric.results.clear()
     metric.process(None, [dict(recon=255 - i, image=i) for i in images])
     assert metric.compute_metrics(metric.results)['rfid'] > 0
+
+
+def test_color_histogram_target():
+    from mmvlp.models import ColorHistogramTarget
+    target = ColorHistogramTarget(patch_size=4, bins=6)
+    images = torch.zeros(1, 3, 8, 8)
+    images[:, 0, :4, :4] = 250.  # top-left patch red, the rest black
+    images[:, :, 4:, 4:] = 128.  # bottom-right patch grey
+    out = target(images)
+    assert out.shape == (1, 4, 216)
+    torch.testing.assert_close(out.sum(-1), torch.ones(1, 4))
+    assert out[0, 0].argmax() == 5 * 36  # (5, 0, 0): red
+    assert out[0, 1].argmax() == 0  # black
+    assert out[0, 3].argmax() == (3 * 6 + 3) * 6 + 3  # grey

@@ -1,8 +1,9 @@
 """A small synthetic image-caption dataset that the project generates itself.
 
 Nothing can be downloaded here, so demos and tests train on images of simple
-coloured shapes with captions that describe them ("a red circle above a blue
-square on a grey background"). The content is deterministic for a seed.
+coloured shapes with captions that describe them ("a small red circle at the
+top left and a large blue square at the bottom right on a grey background").
+The content is deterministic for a seed.
 """
 import json
 import os
@@ -40,35 +41,48 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: List[int],
             draw.rectangle([x0, y, x1, min(y + step, y1)], fill=color)
 
 
-def make_sample(rng: np.random.Generator, size: int) -> Tuple[Image.Image,
-                                                              str]:
-    """One image of 1-3 shapes and its caption.
+def _where(center: float, size: int, names: Tuple[str, str, str]) -> str:
+    return names[min(2, int(3 * center / size))]
+
+
+def make_sample(rng: np.random.Generator,
+                size: int) -> Tuple[Image.Image, str, List[str], list]:
+    """One image of 1-2 shapes and its caption.
+
+    Each shape is described by size, colour, shape and position words
+    ("a small red circle at the top left"), the background by its colour.
 
     Args:
         rng (np.random.Generator): Source of randomness.
         size (int): Image side in pixels.
 
     Returns:
-        tuple: The RGB image and its caption.
+        tuple: The RGB image, its caption, the words that describe what is
+        drawn (size, colour, shape, position of each shape) and the RGB
+        background colour.
     """
     background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     image = Image.new('RGB', (size, size), BACKGROUNDS[background])
     draw = ImageDraw.Draw(image)
-    parts = []
-    for _ in range(int(rng.integers(1, 4))):
+    parts, content = [], []
+    for _ in range(int(rng.integers(1, 3))):
         shape = SHAPES[rng.integers(len(SHAPES))]
         color = list(COLORS)[rng.integers(len(COLORS))]
-        side = int(rng.integers(size // 5, size // 2))
-        x0 = int(rng.integers(0, size - side))
-        y0 = int(rng.integers(0, size - side))
-        _draw_shape(draw, shape, [x0, y0, x0 + side, y0 + side],
+        large = bool(rng.integers(2))
+        side = int(rng.integers(size // 3, size // 2 + 1) if large else
+                   rng.integers(size // 6, size // 4 + 1))
+        x0 = int(rng.integers(0, size - side + 1))
+        y0 = int(rng.integers(0, size - side + 1))
+        _draw_shape(draw, shape, [x0, y0, x0 + side - 1, y0 + side - 1],
                     COLORS[color])
-        where = ('top' if y0 + side / 2 < size / 3 else
-                 'bottom' if y0 + side / 2 > 2 * size / 3 else 'middle')
-        article = 'an' if color[0] in 'aeiou' else 'a'
-        parts.append(f'{article} {color} {shape} at the {where}')
+        vertical = _where(y0 + side / 2, size, ('top', 'middle', 'bottom'))
+        horizontal = _where(x0 + side / 2, size, ('left', 'center', 'right'))
+        size_word = 'large' if large else 'small'
+        parts.append(f'a {size_word} {color} {shape} at the {vertical} '
+                     f'{horizontal}')
+        content += [size_word, color, shape, vertical, horizontal]
     caption = ' and '.join(parts) + f' on a {background} background'
-    return image, caption
+    return image, caption, content, list(BACKGROUNDS[background])
 
 
 def make_demo_dataset(out_dir: str,
@@ -79,7 +93,11 @@ def make_demo_dataset(out_dir: str,
     """Write ``images/{train,val}/*.png`` and ``captions_{train,val}.jsonl``.
 
     Each jsonl line is ``{"image": "images/train/00000.png", "caption":
-    "..."}`` relative to ``out_dir``. Existing files are overwritten.
+    "...", "content_words": [...], "background": [r, g, b]}`` with paths
+    relative to ``out_dir``; ``content_words`` are the caption words that
+    describe the shapes (what a model can only know from the image), and
+    ``background`` tells foreground pixels apart. Existing files are
+    overwritten.
 
     Args:
         out_dir (str): Output folder.
@@ -100,9 +118,11 @@ def make_demo_dataset(out_dir: str,
         os.makedirs(folder, exist_ok=True)
         with open(osp.join(out_dir, f'captions_{split}.jsonl'), 'w') as f:
             for index in range(count):
-                image, caption = make_sample(rng, size)
+                image, caption, content, background = make_sample(rng, size)
                 name = f'images/{split}/{index:05d}.png'
                 image.save(osp.join(out_dir, name))
-                f.write(json.dumps(dict(image=name, caption=caption)) + '\n')
+                f.write(json.dumps(dict(
+                    image=name, caption=caption, content_words=content,
+                    background=background)) + '\n')
         written[split] = count
     return written

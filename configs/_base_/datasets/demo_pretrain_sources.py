@@ -1,19 +1,19 @@
 # The three pretraining sources on the generated demo data
-# (tools/data/make_demo_data.py + tools/train_text_tokenizer.py):
+# (tools/data/make_demo_data.py --size 48 + tools/train_text_tokenizer.py):
 # images alone, captions alone (as a text corpus) and image-caption pairs.
-data_root = 'data/demo'
-text_model = 'data/demo/text_spm.model'
-image_size = 64
-tokenizer_size = 64
-patch_grid = 8
+data_root = 'data/demo_pretrain'
+text_model = 'data/demo_pretrain/text_spm.model'
+image_size = 48
+tokenizer_size = 48
+patch_grid = 6
 max_text_len = 32
 text_vocab_size = 256  # >= the demo text tokenizer's ids; id 255 is the mask
 
 image_pipeline = [
     dict(type='mmcv.LoadImageFromFile'),
-    dict(type='mmcv.RandomFlip', prob=0.5, direction='horizontal'),
+    # Mild crops keep the positions that the captions mention.
     dict(type='TwoViewCrop', size=image_size, second_size=tokenizer_size,
-         scale=(0.6, 1.0)),
+         scale=(0.85, 1.0)),
     dict(type='BlockwiseMaskGenerator', input_size=patch_grid,
          mask_ratio=0.4, min_num_patches=4),
     dict(type='PackFields'),

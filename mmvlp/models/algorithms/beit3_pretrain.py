@@ -1,8 +1,10 @@
 """BEiT-3 masked data modeling on images, texts and image-text pairs."""
+import os.path as osp
 from typing import Dict, Optional
 
 import torch
 from mmengine.model import BaseModel
+from mmengine.runner import load_checkpoint
 
 from mmvlp.registry import MODELS, build_scoped
 from ..heads import MaskedTokenHead
@@ -36,6 +38,8 @@ class BEiT3Pretrain(BaseModel):
     Args:
         backbone (dict): A ``BEiT3`` config.
         tokenizer (dict, optional): A frozen visual tokenizer config.
+        tokenizer_checkpoint (str, optional): Weights loaded into the
+            tokenizer when the model is built (strict).
         visual_vocab_size (int, optional): Size of the visual vocabulary when
             targets are precomputed (must equal the tokenizer's if both).
         loss_weights (dict): Weight per source.
@@ -46,6 +50,7 @@ class BEiT3Pretrain(BaseModel):
     def __init__(self,
                  backbone: dict,
                  tokenizer: Optional[dict] = None,
+                 tokenizer_checkpoint: Optional[str] = None,
                  visual_vocab_size: Optional[int] = None,
                  loss_weights: Dict[str, float] = dict(
                      image=1., text=1., pair=1.),
@@ -62,6 +67,15 @@ class BEiT3Pretrain(BaseModel):
         self.tokenizer = None
         if tokenizer is not None:
             self.tokenizer = build_scoped(MODELS, tokenizer)
+            if tokenizer_checkpoint is not None:
+                if not osp.isfile(tokenizer_checkpoint):
+                    raise FileNotFoundError(
+                        f'tokenizer_checkpoint {tokenizer_checkpoint} does '
+                        'not exist; train the tokenizer first (see the '
+                        'config) or point to its checkpoint.')
+                load_checkpoint(self.tokenizer, tokenizer_checkpoint,
+                                map_location='cpu', strict=True,
+                                logger='current')
             self.tokenizer.requires_grad_(False)
             self.tokenizer.eval()
             vocab = self.tokenizer.vocab_size

@@ -3,11 +3,12 @@ from .base import BaseVisualTokenizer
 from .bsq_vit import BSQViT, contrastive_loss
 from .losses import (PatchDiscriminator, PerceptualLoss, hinge_d_loss,
                      hinge_g_loss)
-from .targets import FrozenTeacher, HOGTarget, PixelNorm, PixelTarget
+from .targets import (ColorHistogramTarget, FrozenTeacher, HOGTarget,
+                      PixelNorm, PixelTarget)
 from .vqkd import VQKD
 
 __all__ = [
-    'BaseVisualTokenizer', 'BSQViT', 'contrastive_loss', 'FrozenTeacher',
+    'BaseVisualTokenizer', 'BSQViT', 'ColorHistogramTarget', 'contrastive_loss', 'FrozenTeacher',
     'HOGTarget', 'PixelNorm', 'PixelTarget', 'VQKD', 'PatchDiscriminator',
     'PerceptualLoss', 'hinge_d_loss', 'hinge_g_loss'
 ]

@@ -7,7 +7,8 @@ Every target maps raw images (pixels in [0, 255], ``(B, 3, H, W)``) to
   tower loaded from a checkpoint), frozen, as in BEiT v2's VQ-KD;
 * :class:`HOGTarget` -- histograms of oriented gradients (MaskFeat), needs no
   weights, so a tokenizer can be trained offline;
-* :class:`PixelTarget` -- per-patch normalised pixels (MAE).
+* :class:`PixelTarget` -- per-patch normalised pixels (MAE);
+* :class:`ColorHistogramTarget` -- per-patch colour histograms.
 """
 import os.path as osp
 from typing import Sequence
@@ -232,3 +233,36 @@ class PixelTarget(BaseModule):
         var = patches.var(-1, keepdim=True)
         return (patches - mean) / (var + self.eps).sqrt()
 
+
+
+@MODELS.register_module()
+class ColorHistogramTarget(BaseModule):
+    """Per-patch histogram of quantized RGB colours.
+
+    Each channel is cut into ``bins`` equal ranges; the target of a patch is
+    the share of its pixels in each of the ``bins**3`` colour cells. Needs
+    no weights; a VQ-KD taught with it learns colour tokens (what the
+    synthetic demo's captions talk about).
+
+    Args:
+        patch_size (int): The tokenizer's patch size.
+        bins (int): Levels per channel.
+    """
+
+    def __init__(self, patch_size: int = 16, bins: int = 6) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.bins = bins
+        self.out_dims = bins**3
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` raw pixels to ``(B, N, bins**3)`` histograms."""
+        check_raw_pixels(images, 'ColorHistogramTarget')
+        levels = (images.float() * self.bins / 256.).long().clamp(
+            0, self.bins - 1)
+        cell = (levels[:, 0] * self.bins + levels[:, 1]) * self.bins + \
+            levels[:, 2]  # (B, H, W)
+        onehot = F.one_hot(cell, self.out_dims).permute(0, 3, 1, 2).float()
+        pooled = F.avg_pool2d(onehot, self.patch_size)  # (B, K, h, w)
+        return pooled.flatten(2).transpose(1, 2)

@@ -1,13 +1,15 @@
 # Pretrain a tiny BEiT-3 on the generated demo data: masked image modeling
 # on images, masked language modeling on captions, and both on pairs, with
 # one shared Multiway backbone and a frozen VQ-KD tokenizer as the target.
-# The tokenizer checkpoint comes from `tokenizer_checkpoint` (train one with
-# a tokenizer config at patch 8, 64 px).
+# `make demo` trains the tokenizer first
+# (vqkd-color_vit-tiny-p8_demo-tokenizer.py) and evaluates the result with
+# tools/analysis_tools/eval_demo_pretrain.py.
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/demo_pretrain_sources.py',
+    '../_base_/models/vqkd-color-tiny-p8_demo.py',
 ]
-tokenizer_checkpoint = 'work_dirs/demo/tokenizer.pth'
+tokenizer_checkpoint = 'work_dirs/demo/tokenizer/iter_300.pth'
 
 model = dict(
     type='BEiT3Pretrain',
@@ -15,22 +17,13 @@ model = dict(
         type='BEiT3',
         arch=dict(embed_dims=192, num_layers=4, num_heads=3,
                   feedforward_channels=768),
-        img_size=64,
+        img_size=48,
         patch_size=8,
         vocab_size=256,
         max_text_len=32,
         text_mask_token_id=255),
-    tokenizer=dict(
-        type='VQKD',
-        encoder=dict(
-            arch=dict(embed_dims=128, num_layers=4, num_heads=2,
-                      feedforward_channels=256),
-            img_size=64,
-            patch_size=8),
-        quantizer=dict(type='NormEMAVectorQuantizer', num_codes=16,
-                       code_dims=16),
-        decoder=None,
-        init_cfg=dict(type='Pretrained', checkpoint=tokenizer_checkpoint)),
+    tokenizer={{_base_.demo_tokenizer}},
+    tokenizer_checkpoint=tokenizer_checkpoint,
     data_preprocessor=dict(type='MultiSourceDataPreprocessor'))
 
 # The paper's optimiser (AdamW (0.9, 0.98), eps 1e-6, wd 0.05, clip 3.0)

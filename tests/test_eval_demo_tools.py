@@ -1,0 +1,56 @@
+"""Pieces of tools/analysis_tools/eval_demo_pretrain.py."""
+import importlib.util
+import os.path as osp
+
+import numpy as np
+import torch
+
+from mmvlp.datasets import make_demo_dataset
+from mmvlp.text import TextTokenizer, train_sentencepiece
+
+TOOL = osp.join(osp.dirname(__file__), '..', 'tools', 'analysis_tools',
+                'eval_demo_pretrain.py')
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location('eval_demo', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_content_spans_and_foreground(tmp_path):
+    tool = _tool()
+    make_demo_dataset(str(tmp_path), num_train=60, num_val=4, size=48)
+    # As `make demo`: BPE with every caption word a single piece.
+    model = train_sentencepiece(str(tmp_path / 'captions_train.jsonl'),
+                                str(tmp_path / 'spm'), vocab_size=160,
+                                field='caption', model_type='bpe')
+    tokenizer = TextTokenizer(model, max_length=48)
+    records = tool.load_split(str(tmp_path), 'val')
+    for record in records:
+        spans = tool.content_spans(tokenizer, record['caption'],
+                                   record['content_words'])
+        assert spans is not None and len(spans) == len(
+            record['content_words'])
+        ids = tokenizer.encode(record['caption'])
+        for span, word in zip(spans, record['content_words']):
+            assert tokenizer.decode([ids[i] for i in span]) == word
+        fg = tool.foreground_patches(record['pixels'], record['background'],
+                                     8)
+        assert fg.shape == (6, 6) and fg.any() and not fg.all()
+
+
+def test_tally_and_check():
+    tool = _tool()
+    tally = tool.Tally()
+    tally.add(torch.eye(3)[[0, 1, 1]], torch.tensor([0, 1, 2]))
+    assert tally.accuracy() == 2 / 3 and tally.majority() == 1 / 3
+    good = dict(mim_acc=0.9, mim_majority_baseline=0.2, mlm_acc=0.5,
+                mlm_majority_baseline=0.2, pair_mlm_acc_matched=0.6,
+                pair_mlm_acc_shuffled=0.3, pair_mim_fg_acc_matched=0.5,
+                pair_mim_fg_acc_shuffled=0.3)
+    assert tool.check(good) == []
+    bad = dict(good, pair_mim_fg_acc_shuffled=0.45)
+    assert len(tool.check(bad)) == 1 and 'pair_mim_fg' in tool.check(bad)[0]
+    assert np.isclose(tool.Tally().accuracy(), 0.)
