@@ -29,8 +29,8 @@ def test_content_spans_and_foreground(tmp_path):
     tokenizer = TextTokenizer(model, max_length=48)
     records = tool.load_split(str(tmp_path), 'val')
     for record in records:
-        spans = tool.content_spans(tokenizer, record['caption'],
-                                   record['content_words'])
+        spans = tokenizer.word_positions(record['caption'],
+                                         record['content_words'])
         assert spans is not None and len(spans) == len(
             record['content_words'])
         ids = tokenizer.encode(record['caption'])

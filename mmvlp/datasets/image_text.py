@@ -30,7 +30,8 @@ class ImageTextDataset(BaseDataset):
     Annotation formats:
 
     * ``jsonl``: one ``{"image": path, "caption": text}`` object per line
-      (CC3M/CC12M/LAION-style lists);
+      (CC3M/CC12M/LAION-style lists); other fields (e.g. ``content_words``)
+      are kept in the sample;
     * ``tsv``: ``path<TAB>caption`` per line;
     * ``coco``: COCO-captions JSON (``images`` with ``id``/``file_name``,
       ``annotations`` with ``image_id``/``caption``), one sample per caption.
@@ -73,7 +74,10 @@ class ImageTextDataset(BaseDataset):
                         continue
                     try:
                         item = json.loads(line)
-                        records.append((item['image'], item.get('caption')))
+                        extra = {k: v for k, v in item.items()
+                                 if k not in ('image', 'caption')}
+                        records.append(
+                            (item['image'], item.get('caption'), extra))
                     except (ValueError, KeyError) as error:
                         raise ValueError(
                             f'{self.ann_file}:{number}: expected '
@@ -87,24 +91,25 @@ class ImageTextDataset(BaseDataset):
                     if len(row) < 2:
                         raise ValueError(f'{self.ann_file}:{number}: expected '
                                          'path<TAB>caption.')
-                    records.append((row[0], row[1]))
+                    records.append((row[0], row[1], {}))
             else:
                 coco = json.load(f)
                 files = {image['id']: image['file_name']
                          for image in coco['images']}
                 for ann in coco['annotations']:
-                    records.append((files[ann['image_id']], ann['caption']))
+                    records.append(
+                        (files[ann['image_id']], ann['caption'], {}))
         return records
 
     def load_data_list(self) -> List[dict]:
         prefix = self.data_prefix.get('img_path', '')
         data_list = []
-        for path, caption in self._records():
+        for path, caption, extra in self._records():
             if not isinstance(caption, str) or not caption.strip():
                 self.num_skipped += 1
                 continue
             data_list.append(
-                dict(img_path=osp.join(prefix, path),
+                dict(extra, img_path=osp.join(prefix, path),
                      caption=caption.strip()))
         if self.num_skipped:
             print_log(

@@ -39,7 +39,7 @@ class TextCorpusDataset(BaseDataset):
         step = tokenizer.max_length - 2
         data_list = []
         for document in iter_corpus(self.ann_file, self.field):
-            pieces = tokenizer._piece_ids(document)
+            pieces = tokenizer.piece_ids(document)
             if not pieces:
                 self.num_skipped += 1
                 continue

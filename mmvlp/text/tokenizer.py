@@ -66,6 +66,35 @@ class TextTokenizer:
                     'train_text_tokenizer.py --style native.')
             self.vocab_size = size
 
+    def word_positions(self, text: str,
+                       words: Sequence[str]) -> Optional[List[List[int]]]:
+        """Token positions (in :meth:`encode`'s output) of ``words``.
+
+        ``words`` are matched in order against the whitespace-separated
+        words of ``text``; each gets the positions of its pieces.
+
+        Returns:
+            list | None: One list of positions per word, or None when a word
+            is missing, pieces cross word boundaries or the text would be
+            truncated.
+        """
+        pieces, spans, remaining = [], [], list(words)
+        for word in text.split():
+            ids = self.piece_ids(word)
+            if remaining and word == remaining[0]:
+                start = 1 + len(pieces)  # after <s>
+                spans.append(list(range(start, start + len(ids))))
+                remaining.pop(0)
+            pieces += ids
+        if remaining or pieces != self.piece_ids(text) or \
+                len(pieces) + 2 > self.max_length:
+            return None
+        return spans
+
+    def piece_ids(self, text: str) -> List[int]:
+        """Ids of the pieces of ``text`` (no ``<s>``/``</s>``, no limit)."""
+        return self._piece_ids(text)
+
     def _piece_ids(self, text: str) -> List[int]:
         ids = self.sp.encode(text, out_type=int)
         if self.style == 'xlmr':

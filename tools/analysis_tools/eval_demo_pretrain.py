@@ -29,7 +29,7 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -92,25 +92,6 @@ def foreground_patches(pixels: np.ndarray, background: List[int],
     return (blocks > FOREGROUND_THRESHOLD).any(axis=(1, 3))
 
 
-def content_spans(tokenizer: TextTokenizer, caption: str,
-                  content_words: List[str]) -> Optional[List[List[int]]]:
-    """Token positions (after ``<s>``) of each content word of a caption, or
-    None when per-word pieces do not reproduce the caption's pieces."""
-    pieces, spans, words = [], [], caption.split()
-    remaining = list(content_words)
-    for word in words:
-        ids = tokenizer._piece_ids(word)
-        if remaining and word == remaining[0]:
-            spans.append(list(range(1 + len(pieces),
-                                    1 + len(pieces) + len(ids))))
-            remaining.pop(0)
-        pieces += ids
-    if pieces != tokenizer._piece_ids(caption) or remaining or \
-            len(pieces) + 2 > tokenizer.max_length:
-        return None
-    return spans
-
-
 @torch.no_grad()
 def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
              mean: torch.Tensor, std: torch.Tensor, patch: int,
@@ -165,8 +146,8 @@ def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
         # Pairs: fill in content words, with the true or a shuffled image.
         content_mask = torch.zeros_like(text_ids, dtype=torch.bool)
         for row, record in enumerate(chunk):
-            spans = content_spans(tokenizer, record['caption'],
-                                  record['content_words'])
+            spans = tokenizer.word_positions(record['caption'],
+                                             record['content_words'])
             if spans is None:
                 skipped += 1
                 continue

@@ -146,6 +146,9 @@ class TextMasking(BaseTransform):
             unchanged).
         seed (int, optional): Fix the generator (tests); by default numpy's
             global state seeds it.
+        candidates_key (str, optional): A bool field (e.g. ``text_word_mask``
+            from ``TokenizeText(words_key=...)``) restricting the masked
+            positions to its True entries when it has any.
     """
 
     def __init__(self,
@@ -155,7 +158,8 @@ class TextMasking(BaseTransform):
                  special_ids: Sequence[int] = (0, 1, 2, 3),
                  num_special: int = 4,
                  replace_probs: Tuple[float, float, float] = (0.8, 0.1, 0.1),
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 candidates_key: Optional[str] = None) -> None:
         if not 0 < mask_ratio < 1:
             raise ValueError(f'mask_ratio must be in (0, 1), got '
                              f'{mask_ratio}.')
@@ -172,12 +176,18 @@ class TextMasking(BaseTransform):
         self.num_special = num_special
         self.replace_probs = replace_probs
         self.rng = None if seed is None else np.random.default_rng(seed)
+        self.candidates_key = candidates_key
 
     def transform(self, results: dict) -> dict:
         rng = self.rng or np.random.default_rng(
             np.random.randint(0, 2**31 - 1))
         ids = np.asarray(results['text_ids'])
         real = ~np.isin(ids, self.special_ids)
+        if self.candidates_key is not None:
+            candidates = np.asarray(results.get(self.candidates_key, []),
+                                    dtype=bool)
+            if candidates.shape == real.shape and (real & candidates).any():
+                real &= candidates
         positions = np.flatnonzero(real)
         chosen = np.zeros_like(real)
         if positions.size:
