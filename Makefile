@@ -21,7 +21,8 @@ test: install
 
 # The main demo: generated captioned scenes -> text + visual tokenizers ->
 # BEiT-3 pretraining on images, captions and pairs -> held-out metrics
-# (work_dirs/demo/metrics.json; fails when the thresholds do not hold).
+# (work_dirs/demo/metrics.json, with the thresholds that do not hold listed;
+# `make test-demo` asserts them).
 DEMO_DATA := data/demo_pretrain
 DEMO_PRETRAIN := configs/demo/beit3-tiny-p8_demo-pretrain.py
 demo: install
@@ -34,7 +35,7 @@ demo: install
 	$(PY) tools/train.py $(DEMO_PRETRAIN) --work-dir work_dirs/demo/pretrain
 	$(PY) tools/analysis_tools/eval_demo_pretrain.py $(DEMO_PRETRAIN) \
 		work_dirs/demo/pretrain/iter_900.pth --data $(DEMO_DATA) \
-		--out work_dirs/demo/metrics.json --check
+		--out work_dirs/demo/metrics.json
 
 test-demo: install
 	$(PY) -m pytest tests -m demo

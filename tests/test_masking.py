@@ -82,3 +82,18 @@ def test_text_masking_short_text_masks_one():
     assert out['text_mlm_mask'].tolist() == [False, True, False, False]
     with pytest.raises(ValueError, match='mask_id'):
         TextMasking(mask_id=100, vocab_size=10)
+
+
+def test_mean_ratio_and_contiguous_blocks():
+    """Over many draws the masked share is within 2% of the target, and the
+    mask is made of a few contiguous blocks (i.i.d. masking of 40% of a
+    14x14 grid gives dozens of pieces)."""
+    from scipy import ndimage
+    transform = BlockwiseMaskGenerator(input_size=14, mask_ratio=0.4, seed=1)
+    masks = [transform({})['vision_mask'] for _ in range(1000)]
+    ratio = np.mean([m.mean() for m in masks])
+    assert abs(ratio - 0.4) / 0.4 < 0.02
+    pieces = np.mean([ndimage.label(m)[1] for m in masks])
+    random = np.random.default_rng(0).random((200, 14, 14)) < 0.4
+    random_pieces = np.mean([ndimage.label(m)[1] for m in random])
+    assert pieces < 3 < 10 < random_pieces

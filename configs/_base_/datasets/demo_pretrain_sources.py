@@ -46,7 +46,7 @@ train_dataloader = dict(
             ]),
         **loader),
     pair=dict(
-        batch_size=56,
+        batch_size=48,
         dataset=dict(
             type='ImageTextDataset',
             data_root=data_root,
