@@ -93,9 +93,6 @@ class TextTokenizer:
 
     def piece_ids(self, text: str) -> List[int]:
         """Ids of the pieces of ``text`` (no ``<s>``/``</s>``, no limit)."""
-        return self._piece_ids(text)
-
-    def _piece_ids(self, text: str) -> List[int]:
         ids = self.sp.encode(text, out_type=int)
         if self.style == 'xlmr':
             ids = [self.unk_id if i == self.sp.unk_id() else i + 1
@@ -104,7 +101,7 @@ class TextTokenizer:
 
     def encode(self, text: str) -> List[int]:
         """``[<s>] + pieces + [</s>]``, truncated to ``max_length``."""
-        ids = self._piece_ids(text)[:self.max_length - 2]
+        ids = self.piece_ids(text)[:self.max_length - 2]
         return [self.bos_id] + ids + [self.eos_id]
 
     def __call__(self, texts: Sequence[str],
