@@ -290,3 +290,22 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='different batch sizes'):
         model.forward_sequence(images=torch.randn(1, 3, 32, 32),
                                text_ids=_text(2))
+
+
+def test_sincos_pos_embed_init():
+    """``pos_embed_init='sincos'`` starts the image table from 2-D
+    sine-cosine codes in row-major patch order (neighbours along rows and
+    columns equally alike); the CLS row and the default stay truncated
+    normal; unknown names are refused."""
+    model = _model(img_size=(48, 32), patch_size=8, pos_embed_init='sincos')
+    table = model.pos_embed_vision[0, 1:]  # 6 rows x 4 columns
+    assert table.shape == (24, 32)
+    assert table.abs().max() <= 1 and table.std() > 0.3
+    cos = torch.nn.functional.cosine_similarity
+    right, below, far = (cos(table[0], table[i], dim=0) for i in (1, 4, 23))
+    torch.testing.assert_close(right, below)
+    assert right > far
+    assert model.pos_embed_vision[0, 0].std() < 0.1
+    assert _model().pos_embed_vision.std() < 0.05
+    with pytest.raises(ValueError, match='pos_embed_init'):
+        _model(pos_embed_init='rope')

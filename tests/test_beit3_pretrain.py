@@ -114,3 +114,19 @@ def test_precomputed_tokens_and_config_errors():
         _model(tokenizer=bad_grid)
     with pytest.raises(ValueError, match='at least one of'):
         model({})
+
+
+def test_loss_weights_default_to_one_per_source():
+    """Overriding one source's weight (``--cfg-options
+    model.loss_weights.pair=2``) keeps the others at 1."""
+    batch = _batch()
+    plain = _model()(batch)
+    weighted = _model(loss_weights=dict(pair=2.))
+    assert weighted.loss_weights == dict(image=1., text=1., pair=2.)
+    losses = weighted(batch)
+    torch.testing.assert_close(losses['loss_mim_image'],
+                               plain['loss_mim_image'])
+    torch.testing.assert_close(losses['loss_mlm_pair'],
+                               2 * plain['loss_mlm_pair'])
+    with pytest.raises(ValueError, match='loss_weights keys'):
+        _model(loss_weights=dict(pairs=2.))

@@ -4,7 +4,6 @@ The official weights go through the converter (the same code as
 ``tools/model_converters/beit3_unilm_to_mmvlp.py``) and are loaded with
 ``mmengine.runner.load_checkpoint``; outputs must agree to 1e-4 in fp32.
 """
-import pytest
 import torch
 from mmengine.runner import load_checkpoint
 

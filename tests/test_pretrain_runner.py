@@ -4,12 +4,11 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers.demo_data import make_demo_with_spm
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmvlp.datasets import make_demo_dataset
 from mmvlp.engine import MultiSourceLoader
-from mmvlp.text import train_sentencepiece
 
 CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'demo',
                   'beit3-tiny-p8_demo-pretrain.py')
@@ -17,12 +16,8 @@ CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'demo',
 
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('pretrain')
-    make_demo_dataset(str(root), num_train=12, num_val=2, size=48)
-    train_sentencepiece(str(root / 'captions_train.jsonl'),
-                        str(root / 'text_spm'), vocab_size=100,
-                        field='caption')
-    return str(root)
+    return make_demo_with_spm(tmp_path_factory.mktemp('pretrain'),
+                              num_train=12, num_val=2)
 
 
 def _cfg(demo_root, work_dir, max_iters=3):
@@ -75,7 +70,7 @@ def test_one_batch_has_every_source(demo_root, tmp_path):
     assert image['tokenizer_images'].shape == (4, 3, 48, 48)
     assert image['tokenizer_images'].min() >= 0  # raw pixels
     assert image['vision_mask'].shape == (4, 6, 6)
-    assert text['masked_text_ids'].shape == (4, 32)
+    assert text['masked_text_ids'].shape == (4, Config.fromfile(CONFIG).max_text_len)
     assert (text['text_mlm_mask'] & text['text_padding_mask']).sum() == 0
     assert pair['text_mlm_mask'].sum() > text['text_mlm_mask'].sum() * 1.5
     assert set(pair) >= {'images', 'vision_mask', 'masked_text_ids',

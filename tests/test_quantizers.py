@@ -2,9 +2,9 @@
 import itertools
 import math
 import os
-import socket
 
 import pytest
+from helpers.ports import free_port
 import torch
 import torch.nn.functional as F
 
@@ -272,11 +272,6 @@ def _dist_worker(rank, world_size, port, out_dir):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
 
 def _run_workers(fn, nprocs, args, timeout=60.):
     """Run ``fn(rank, *args)`` in ``nprocs`` processes; fail after timeout.
@@ -299,7 +294,7 @@ def _run_workers(fn, nprocs, args, timeout=60.):
 
 
 def test_vq_distributed_consistency(tmp_path):
-    _run_workers(_dist_worker, 2, (2, _free_port(), str(tmp_path)))
+    _run_workers(_dist_worker, 2, (2, free_port(), str(tmp_path)))
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pt') for r in range(2))
     for name in ('ema', 'km', 'dead'):
         for key in r0[name]:

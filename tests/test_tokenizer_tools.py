@@ -176,3 +176,25 @@ def test_color_histogram_target():
     assert out[0, 0].argmax() == 5 * 36  # (5, 0, 0): red
     assert out[0, 1].argmax() == 0  # black
     assert out[0, 3].argmax() == (3 * 6 + 3) * 6 + 3  # grey
+
+
+def test_color_histogram_target_names_the_rare_colour():
+    """A patch that a small red shape covers by 1/16 on a grey background:
+    plain shares call it grey, rarity weighting calls it red, and the hard
+    target is the one-hot of that cell."""
+    from mmvlp.models import ColorHistogramTarget
+    images = torch.full((1, 3, 8, 8), 128.)
+    images[:, :, 0, 0] = torch.tensor([250., 0., 0.])  # one red pixel
+    red, grey = 5 * 36, (3 * 6 + 3) * 6 + 3
+    plain = ColorHistogramTarget(patch_size=4, bins=6)(images)
+    assert plain[0, 0].argmax() == grey
+    assert plain[0, 0, red] == pytest.approx(1 / 16)
+    rare = ColorHistogramTarget(patch_size=4, bins=6, rarity=True)(images)
+    torch.testing.assert_close(rare.sum(-1), torch.ones(1, 4))
+    # weights 1/(1/64) for red and 1/(63/64) for grey: 64 vs 15 * 64/63
+    assert rare[0, 0].argmax() == red
+    assert rare[0, 1].argmax() == grey  # no red pixel there
+    hard = ColorHistogramTarget(patch_size=4, bins=6, rarity=True,
+                                hard=True)(images)
+    assert set(hard.unique().tolist()) == {0., 1.}
+    assert hard[0, 0, red] == 1 and hard[0, 3, grey] == 1

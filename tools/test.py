@@ -3,6 +3,9 @@
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]
         [--cfg-options key=value ...] [--launcher none|pytorch|slurm]
+
+Several processes: tools/dist_test.sh (torchrun) or tools/slurm_test.sh;
+both also run on CPU-only hosts (gloo, one thread per process).
 """
 import argparse
 import os
@@ -12,6 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
+from mmvlp.utils import finish_launch, setup_launch
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,10 +44,13 @@ def main() -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    # CPU-only hosts: gloo group, CPU DDP (see mmvlp/utils/launch.py).
+    setup_launch(cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     for name, value in metrics.items():
         print(f'{name}: {value}')
+    finish_launch()
 
 
 if __name__ == '__main__':

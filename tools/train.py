@@ -3,6 +3,9 @@
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--cfg-options key=value ...] [--launcher none|pytorch|slurm]
+
+Several processes: tools/dist_train.sh (torchrun) or tools/slurm_train.sh;
+both also run on CPU-only hosts (gloo, one thread per process).
 """
 import argparse
 import os
@@ -12,6 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
+from mmvlp.utils import finish_launch, setup_launch
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,8 +67,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    # CPU-only hosts: gloo group, CPU DDP, fp32 (see mmvlp/utils/launch.py).
+    setup_launch(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_launch()
 
 
 if __name__ == '__main__':

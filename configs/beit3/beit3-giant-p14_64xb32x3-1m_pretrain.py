@@ -9,7 +9,7 @@ model = dict(
                   num_vl_layers=3),
     tokenizer=dict(encoder=dict(img_size=256)))
 view_pipeline = [
-    dict(type='mmcv.LoadImageFromFile'),
+    dict(type='LoadImageSafe'),
     dict(type='mmpretrain.ColorJitter', brightness=0.4, contrast=0.4,
          saturation=0.4),
     dict(type='mmcv.RandomFlip', prob=0.5, direction='horizontal'),

@@ -1,4 +1,4 @@
-# Step 1 of `make demo`: train the demo's visual tokenizer (16 colour codes)
+# Step 1 of `make demo`: train the demo's visual tokenizer (12 colour codes)
 # on the generated 48 px images.
 _base_ = [
     '../_base_/models/vqkd-color-tiny-p8_demo.py',

@@ -1,7 +1,19 @@
-"""Datasets, demo data and data transforms."""
-from .demo_data import make_demo_dataset
-from .image_text import ImageTextDataset
+"""Datasets, demo data, bad-data accounting and data transforms."""
+from .demo_data import SceneShape, make_demo_dataset, make_scene
+from .demo_dense import (DEMO_DET_CLASSES, DEMO_SEG_CLASSES, DEMO_SEG_PALETTE,
+                         make_demo_ade, make_demo_coco)
+from .image_text import ImageTextDataset, load_image_text_list
+from .skips import (SKIP_REASONS, BadDataError, SkipCounter, record_skip,
+                    skip_counter)
 from .text_corpus import TextCorpusDataset
 from .transforms import *  # noqa: F401,F403
+from .webdataset_shards import WebShardDataset, expand_shard_urls
 
-__all__ = ['make_demo_dataset', 'ImageTextDataset', 'TextCorpusDataset']
+__all__ = [
+    'make_demo_dataset', 'make_scene', 'SceneShape', 'make_demo_coco',
+    'make_demo_ade', 'DEMO_DET_CLASSES', 'DEMO_SEG_CLASSES',
+    'DEMO_SEG_PALETTE', 'ImageTextDataset', 'load_image_text_list',
+    'TextCorpusDataset', 'WebShardDataset', 'expand_shard_urls',
+    'SKIP_REASONS', 'BadDataError', 'SkipCounter', 'record_skip',
+    'skip_counter'
+]

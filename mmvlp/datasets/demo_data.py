@@ -8,7 +8,7 @@ The content is deterministic for a seed.
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -45,8 +45,80 @@ def _where(center: float, size: int, names: Tuple[str, str, str]) -> str:
     return names[min(2, int(3 * center / size))]
 
 
+class SceneShape(NamedTuple):
+    """One shape drawn in a scene by :func:`make_scene`.
+
+    Attributes:
+        shape (str): One of :data:`SHAPES`.
+        color (str): A key of :data:`COLORS`.
+        large (bool): Whether it was drawn large.
+        box (tuple): ``(x0, y0, x1, y1)`` inclusive pixel box it was drawn in.
+        mask (np.ndarray): ``(size, size)`` bool, the pixels of this shape
+            that stay visible (later shapes are drawn on top).
+    """
+    shape: str
+    color: str
+    large: bool
+    box: Tuple[int, int, int, int]
+    mask: np.ndarray
+
+
+def make_scene(rng: np.random.Generator,
+               size: int,
+               shape_scale: float = 1.
+               ) -> Tuple[Image.Image, str, List[SceneShape]]:
+    """One image of 1-2 shapes with what was drawn where.
+
+    :func:`make_sample` draws the same image from the same random state (it
+    is built on this function), so detection and segmentation datasets share
+    the scenes of the captioned demo data. Small shapes have sides of
+    1/6-1/4 of the image, large ones 1/3-1/2, both times ``shape_scale``
+    (at most the image).
+
+    Args:
+        rng (np.random.Generator): Source of randomness.
+        size (int): Image side in pixels.
+        shape_scale (float): Factor on the shapes' sides. Defaults to 1.
+
+    Returns:
+        tuple: The RGB image, the background name (a key of
+        :data:`BACKGROUNDS`) and the shapes in drawing order, each with its
+        visible mask.
+    """
+    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    image = Image.new('RGB', (size, size), BACKGROUNDS[background])
+    draw = ImageDraw.Draw(image)
+    drawn = []
+    for _ in range(int(rng.integers(1, 3))):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        color = list(COLORS)[rng.integers(len(COLORS))]
+        large = bool(rng.integers(2))
+        low, high = (size // 3, size // 2) if large else (size // 6,
+                                                            size // 4)
+        if shape_scale != 1:
+            low = min(size, round(low * shape_scale))
+            high = min(size, max(low, round(high * shape_scale)))
+        side = int(rng.integers(low, high + 1))
+        x0 = int(rng.integers(0, size - side + 1))
+        y0 = int(rng.integers(0, size - side + 1))
+        box = [x0, y0, x0 + side - 1, y0 + side - 1]
+        _draw_shape(draw, shape, box, COLORS[color])
+        footprint = Image.new('L', (size, size), 0)
+        _draw_shape(ImageDraw.Draw(footprint), shape, box, 255)
+        drawn.append((shape, color, large, tuple(box),
+                      np.asarray(footprint) > 0))
+    shapes = []
+    for index, (shape, color, large, box, mask) in enumerate(drawn):
+        for *_, above in drawn[index + 1:]:
+            mask = mask & ~above
+        shapes.append(SceneShape(shape, color, large, box, mask))
+    return image, background, shapes
+
+
 def make_sample(rng: np.random.Generator,
-                size: int) -> Tuple[Image.Image, str, List[str], list]:
+                size: int,
+                shape_scale: float = 1.
+                ) -> Tuple[Image.Image, str, List[str], list]:
     """One image of 1-2 shapes and its caption.
 
     Each shape is described by size, colour, shape and position words
@@ -55,32 +127,25 @@ def make_sample(rng: np.random.Generator,
     Args:
         rng (np.random.Generator): Source of randomness.
         size (int): Image side in pixels.
+        shape_scale (float): Factor on the shapes' sides (see
+            :func:`make_scene`). Defaults to 1.
 
     Returns:
         tuple: The RGB image, its caption, the words that describe what is
         drawn (size, colour, shape, position of each shape) and the RGB
         background colour.
     """
-    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
-    image = Image.new('RGB', (size, size), BACKGROUNDS[background])
-    draw = ImageDraw.Draw(image)
+    image, background, shapes = make_scene(rng, size, shape_scale)
     parts, content = [], []
-    for _ in range(int(rng.integers(1, 3))):
-        shape = SHAPES[rng.integers(len(SHAPES))]
-        color = list(COLORS)[rng.integers(len(COLORS))]
-        large = bool(rng.integers(2))
-        side = int(rng.integers(size // 3, size // 2 + 1) if large else
-                   rng.integers(size // 6, size // 4 + 1))
-        x0 = int(rng.integers(0, size - side + 1))
-        y0 = int(rng.integers(0, size - side + 1))
-        _draw_shape(draw, shape, [x0, y0, x0 + side - 1, y0 + side - 1],
-                    COLORS[color])
+    for item in shapes:
+        x0, y0, x1, _ = item.box
+        side = x1 - x0 + 1
         vertical = _where(y0 + side / 2, size, ('top', 'middle', 'bottom'))
         horizontal = _where(x0 + side / 2, size, ('left', 'center', 'right'))
-        size_word = 'large' if large else 'small'
-        parts.append(f'a {size_word} {color} {shape} at the {vertical} '
-                     f'{horizontal}')
-        content += [size_word, color, shape, vertical, horizontal]
+        size_word = 'large' if item.large else 'small'
+        parts.append(f'a {size_word} {item.color} {item.shape} at the '
+                     f'{vertical} {horizontal}')
+        content += [size_word, item.color, item.shape, vertical, horizontal]
     caption = ' and '.join(parts) + f' on a {background} background'
     return image, caption, content, list(BACKGROUNDS[background])
 
@@ -89,7 +154,8 @@ def make_demo_dataset(out_dir: str,
                       num_train: int = 512,
                       num_val: int = 128,
                       size: int = 64,
-                      seed: int = 0) -> Dict[str, int]:
+                      seed: int = 0,
+                      shape_scale: float = 1.) -> Dict[str, int]:
     """Write ``images/{train,val}/*.png`` and ``captions_{train,val}.jsonl``.
 
     Each jsonl line is ``{"image": "images/train/00000.png", "caption":
@@ -105,6 +171,8 @@ def make_demo_dataset(out_dir: str,
         num_val (int): Held-out images (different random draws).
         size (int): Image side.
         seed (int): Seed; the same seed gives the same dataset.
+        shape_scale (float): Factor on the shapes' sides (see
+            :func:`make_scene`).
 
     Returns:
         dict: Number of images written per split.
@@ -118,7 +186,8 @@ def make_demo_dataset(out_dir: str,
         os.makedirs(folder, exist_ok=True)
         with open(osp.join(out_dir, f'captions_{split}.jsonl'), 'w') as f:
             for index in range(count):
-                image, caption, content, background = make_sample(rng, size)
+                image, caption, content, background = make_sample(
+                    rng, size, shape_scale)
                 name = f'images/{split}/{index:05d}.png'
                 image.save(osp.join(out_dir, name))
                 f.write(json.dumps(dict(

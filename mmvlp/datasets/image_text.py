@@ -2,7 +2,7 @@
 import csv
 import json
 import os.path as osp
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
@@ -23,6 +23,70 @@ def _detect_format(ann_file: str) -> str:
                      f'ann_format to one of {FORMATS}.')
 
 
+def _read_records(ann_file: str, fmt: str) -> List[tuple]:
+    """``(image path, caption, other fields)`` of every record."""
+    records = []
+    with open(ann_file, encoding='utf-8') as f:
+        if fmt == 'jsonl':
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    extra = {k: v for k, v in item.items()
+                             if k not in ('image', 'caption')}
+                    records.append((item['image'], item.get('caption'), extra))
+                except (ValueError, KeyError) as error:
+                    raise ValueError(
+                        f'{ann_file}:{number}: expected '
+                        f'{{"image": ..., "caption": ...}} ({error}).'
+                    ) from None
+        elif fmt == 'tsv':
+            for number, row in enumerate(csv.reader(f, delimiter='\t'), 1):
+                if not row:
+                    continue
+                if len(row) < 2:
+                    raise ValueError(f'{ann_file}:{number}: expected '
+                                     'path<TAB>caption.')
+                records.append((row[0], row[1], {}))
+        else:
+            coco = json.load(f)
+            files = {image['id']: image['file_name']
+                     for image in coco['images']}
+            for ann in coco['annotations']:
+                records.append((files[ann['image_id']], ann['caption'], {}))
+    return records
+
+
+def load_image_text_list(ann_file: str,
+                         ann_format: Optional[str] = None,
+                         img_prefix: str = ''
+                         ) -> Tuple[List[dict], Dict[str, int]]:
+    """Read an image-caption list (the formats of :class:`ImageTextDataset`).
+
+    Args:
+        ann_file (str): jsonl, tsv or COCO-captions JSON file.
+        ann_format (str, optional): ``'jsonl'``, ``'tsv'`` or ``'coco'``;
+            detected from the extension when None.
+        img_prefix (str): Joined in front of every image path.
+
+    Returns:
+        tuple: The samples (``img_path``, ``caption`` and the record's other
+        fields) and the skipped records by reason (``{'empty_caption': n}``
+        for empty or white-space captions; empty when none).
+    """
+    fmt = ann_format or _detect_format(ann_file)
+    data_list, empty = [], 0
+    for path, caption, extra in _read_records(ann_file, fmt):
+        if not isinstance(caption, str) or not caption.strip():
+            empty += 1
+            continue
+        data_list.append(
+            dict(extra, img_path=osp.join(img_prefix, path),
+                 caption=caption.strip()))
+    return data_list, ({'empty_caption': empty} if empty else {})
+
+
 @DATASETS.register_module()
 class ImageTextDataset(BaseDataset):
     """Pairs of an image and a caption.
@@ -38,7 +102,9 @@ class ImageTextDataset(BaseDataset):
 
     Image paths are relative to ``data_root``/``data_prefix['img_path']``.
     Records with an empty or whitespace-only caption are skipped, counted and
-    reported (``num_skipped``), never silently dropped.
+    reported (``num_skipped``, ``load_skips``), never silently dropped. With
+    ``LoadImageSafe`` as the first transform, unreadable images are skipped,
+    replaced and counted too (see :mod:`mmvlp.datasets.skips`).
 
     Args:
         ann_file (str): The annotation file.
@@ -61,56 +127,16 @@ class ImageTextDataset(BaseDataset):
                              f'{ann_format!r}.')
         self.ann_format = ann_format
         self.num_skipped = 0
+        self.load_skips: Dict[str, int] = {}
         super().__init__(ann_file=ann_file, data_root=data_root,
                          data_prefix=data_prefix, **kwargs)
 
-    def _records(self) -> List[tuple]:
-        fmt = self.ann_format or _detect_format(self.ann_file)
-        records = []
-        with open(self.ann_file, encoding='utf-8') as f:
-            if fmt == 'jsonl':
-                for number, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        item = json.loads(line)
-                        extra = {k: v for k, v in item.items()
-                                 if k not in ('image', 'caption')}
-                        records.append(
-                            (item['image'], item.get('caption'), extra))
-                    except (ValueError, KeyError) as error:
-                        raise ValueError(
-                            f'{self.ann_file}:{number}: expected '
-                            f'{{"image": ..., "caption": ...}} ({error}).'
-                        ) from None
-            elif fmt == 'tsv':
-                for number, row in enumerate(
-                        csv.reader(f, delimiter='\t'), 1):
-                    if not row:
-                        continue
-                    if len(row) < 2:
-                        raise ValueError(f'{self.ann_file}:{number}: expected '
-                                         'path<TAB>caption.')
-                    records.append((row[0], row[1], {}))
-            else:
-                coco = json.load(f)
-                files = {image['id']: image['file_name']
-                         for image in coco['images']}
-                for ann in coco['annotations']:
-                    records.append(
-                        (files[ann['image_id']], ann['caption'], {}))
-        return records
-
     def load_data_list(self) -> List[dict]:
-        prefix = self.data_prefix.get('img_path', '')
-        data_list = []
-        for path, caption, extra in self._records():
-            if not isinstance(caption, str) or not caption.strip():
-                self.num_skipped += 1
-                continue
-            data_list.append(
-                dict(extra, img_path=osp.join(prefix, path),
-                     caption=caption.strip()))
+        data_list, skips = load_image_text_list(
+            self.ann_file, self.ann_format,
+            self.data_prefix.get('img_path', ''))
+        self.load_skips = skips
+        self.num_skipped = sum(skips.values())
         if self.num_skipped:
             print_log(
                 f'ImageTextDataset({self.ann_file}): skipped '

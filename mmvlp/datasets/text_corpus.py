@@ -1,5 +1,5 @@
 """A text-only corpus for masked language modeling."""
-from typing import List
+from typing import Dict, List
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -16,8 +16,10 @@ class TextCorpusDataset(BaseDataset):
 
     Every non-empty line is a document; it is tokenized once and cut into
     segments of at most ``max_length - 2`` pieces, each a sample
-    ``text_ids = [<s>] + pieces + [</s>]`` (an int64 array). Empty lines and
-    documents without any piece are skipped and counted (``num_skipped``).
+    ``text_ids = [<s>] + pieces + [</s>]`` (an int64 array). Blank lines are
+    no documents; documents without any piece (e.g. a jsonl record with an
+    empty ``field``) are skipped and counted (``num_skipped``,
+    ``load_skips`` for :class:`~mmvlp.engine.DataSkipHook`).
 
     Args:
         ann_file (str): Text file (one document per line) or jsonl.
@@ -32,13 +34,15 @@ class TextCorpusDataset(BaseDataset):
         self.tokenizer = TextTokenizer(**tokenizer)
         self.field = field
         self.num_skipped = 0
+        self.load_skips: Dict[str, int] = {}
         super().__init__(ann_file=ann_file, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         tokenizer = self.tokenizer
         step = tokenizer.max_length - 2
         data_list = []
-        for document in iter_corpus(self.ann_file, self.field):
+        for document in iter_corpus(self.ann_file, self.field,
+                                    keep_empty=True):
             pieces = tokenizer.piece_ids(document)
             if not pieces:
                 self.num_skipped += 1
@@ -47,6 +51,8 @@ class TextCorpusDataset(BaseDataset):
                 ids = [tokenizer.bos_id] + pieces[start:start + step] + [
                     tokenizer.eos_id]
                 data_list.append(dict(text_ids=np.asarray(ids, np.int64)))
+        self.load_skips = (
+            {'empty_text': self.num_skipped} if self.num_skipped else {})
         if self.num_skipped:
             print_log(f'TextCorpusDataset({self.ann_file}): skipped '
                       f'{self.num_skipped} document(s) without text.',

@@ -4,5 +4,6 @@ from .backbones import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
+from .necks import *  # noqa: F401,F403
 from .quantizers import *  # noqa: F401,F403
 from .tokenizers import *  # noqa: F401,F403

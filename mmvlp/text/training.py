@@ -8,8 +8,13 @@ from typing import Iterator, Optional
 import sentencepiece as spm
 
 
-def iter_corpus(path: str, field: Optional[str] = None) -> Iterator[str]:
-    """Non-empty lines of a text file, or ``field`` of each jsonl line."""
+def iter_corpus(path: str, field: Optional[str] = None,
+                keep_empty: bool = False) -> Iterator[str]:
+    """Non-empty lines of a text file, or ``field`` of each jsonl line.
+
+    Blank lines are never documents; with ``keep_empty``, a jsonl record
+    whose ``field`` is empty is yielded as ``''`` (so that it can be counted).
+    """
     with open(path, encoding='utf-8') as f:
         for number, line in enumerate(f, 1):
             line = line.strip()
@@ -21,7 +26,7 @@ def iter_corpus(path: str, field: Optional[str] = None) -> Iterator[str]:
                 except (ValueError, KeyError) as error:
                     raise ValueError(f'{path}:{number}: expected a json object '
                                      f'with "{field}" ({error}).') from None
-            if line:
+            if line or keep_empty:
                 yield line
 
 

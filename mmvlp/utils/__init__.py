@@ -1,11 +1,13 @@
-"""Utilities: compatibility fixes for the pinned OpenMMLab stack."""
+"""Utilities: compatibility fixes for the pinned OpenMMLab stack and the
+launch-time setup of the tools (CPU-only distributed runs)."""
 from .checkpoint_safety import (UnsafeCheckpointError, checkpoint_safe_globals,
                                 install_safe_checkpoint_loading,
                                 patch_history_buffer_pickling, safe_torch_load)
 from .compat import apply_compat_patches
+from .launch import finish_launch, setup_launch
 
 __all__ = [
     'UnsafeCheckpointError', 'checkpoint_safe_globals', 'safe_torch_load',
     'install_safe_checkpoint_loading', 'patch_history_buffer_pickling',
-    'apply_compat_patches'
+    'apply_compat_patches', 'setup_launch', 'finish_launch'
 ]

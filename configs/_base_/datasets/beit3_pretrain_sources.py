@@ -14,7 +14,9 @@ text_vocab_size = 64010
 text_mask_id = 64001
 
 view_pipeline = [
-    dict(type='mmcv.LoadImageFromFile'),
+    # Unreadable images are skipped, replaced and counted (DataSkipHook);
+    # the same pipeline serves WebShardDataset (decoded images pass through).
+    dict(type='LoadImageSafe'),
     dict(type='mmpretrain.ColorJitter', brightness=0.4, contrast=0.4,
          saturation=0.4),
     dict(type='mmcv.RandomFlip', prob=0.5, direction='horizontal'),
@@ -64,3 +66,14 @@ train_dataloader = dict(
             ]),
         **loader),
 )
+# Web-scale pairs instead: shards written by tools/data/make_shards.py,
+# streamed and split across ranks and workers (an iterable dataset takes no
+# sampler). In a config that inherits this one:
+# train_dataloader = dict(pair=dict(sampler=None, dataset=dict(
+#     _delete_=True, type='WebShardDataset',
+#     urls='data/pairs/pairs-{000000..000999}.tar', num_samples=...,
+#     shuffle_buffer=5000, repeat=True,
+#     pipeline={{_base_.train_dataloader.pair.dataset.pipeline}})))
+
+# Skipped bad data per source and reason, in the log.
+custom_hooks = [dict(type='DataSkipHook')]

@@ -6,14 +6,16 @@ text_model = 'data/demo_pretrain/text_spm.model'
 image_size = 48
 tokenizer_size = 48
 patch_grid = 6
-max_text_len = 32
+max_text_len = 24
 text_vocab_size = 256  # >= the demo text tokenizer's ids; id 255 is the mask
 
 image_pipeline = [
-    dict(type='mmcv.LoadImageFromFile'),
+    # Unreadable images are skipped, replaced and counted (DataSkipHook).
+    dict(type='LoadImageSafe'),
     # Mild crops keep the positions that the captions mention.
     dict(type='TwoViewCrop', size=image_size, second_size=tokenizer_size,
-         scale=(0.85, 1.0)),
+         scale=(0.85, 1.0), interpolation='nearest',
+         second_interpolation='nearest'),
     dict(type='BlockwiseMaskGenerator', input_size=patch_grid,
          mask_ratio=0.4, min_num_patches=4),
     dict(type='PackFields'),
@@ -64,3 +66,5 @@ train_dataloader = dict(
             ]),
         **loader),
 )
+# Skipped bad data per source and reason, in the log.
+custom_hooks = [dict(type='DataSkipHook')]

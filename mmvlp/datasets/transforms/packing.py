@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 
+from mmvlp.datasets.skips import skip_counter
 from mmvlp.registry import TRANSFORMS
 
 PRETRAIN_KEYS = ('img', 'tokenizer_img', 'visual_tokens', 'vision_mask',
@@ -21,17 +22,25 @@ class PackFields(BaseTransform):
     padding mask with True and the MLM mask with False, so that samples batch
     with default collate.
 
+    With ``with_skips`` the output also holds ``skipped``: the samples this
+    process skipped (bad files, see :mod:`mmvlp.datasets.skips`) since it
+    packed the previous one, an int64 vector indexed like ``SKIP_REASONS``
+    that :class:`~mmvlp.engine.DataSkipHook` sums.
+
     Args:
         keys (Sequence[str]): Fields to pack (missing ones are skipped).
         pad_to (int, optional): Length of the text fields.
         pad_id (int): Padding id (1 for BEiT-3's XLM-R ids).
+        with_skips (bool): Add the ``skipped`` counts.
     """
 
     def __init__(self, keys: Sequence[str] = PRETRAIN_KEYS,
-                 pad_to: int = None, pad_id: int = 1) -> None:
+                 pad_to: int = None, pad_id: int = 1,
+                 with_skips: bool = True) -> None:
         self.keys = tuple(keys)
         self.pad_to = pad_to
         self.pad_id = pad_id
+        self.with_skips = with_skips
 
     def _pad(self, key: str, value: np.ndarray) -> np.ndarray:
         length = value.shape[0]
@@ -62,6 +71,8 @@ class PackFields(BaseTransform):
                 value = self._pad(key, np.asarray(value))
             packed[key] = value if isinstance(
                 value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+        if self.with_skips:
+            return skip_counter().attach(dict(inputs=packed))
         return dict(inputs=packed)
 
     def __repr__(self) -> str:

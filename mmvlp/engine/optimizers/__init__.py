@@ -1,4 +1,5 @@
 """Optimizer-wrapper constructors."""
+from .layer_decay import LayerDecayOptimWrapperConstructor
 from .multi_optim import MultiOptimWrapperConstructor
 
-__all__ = ['MultiOptimWrapperConstructor']
+__all__ = ['LayerDecayOptimWrapperConstructor', 'MultiOptimWrapperConstructor']

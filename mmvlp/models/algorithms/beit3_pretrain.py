@@ -1,8 +1,10 @@
 """BEiT-3 masked data modeling on images, texts and image-text pairs."""
+import logging
 import os.path as osp
 from typing import Dict, Optional
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.runner import load_checkpoint
 
@@ -39,10 +41,13 @@ class BEiT3Pretrain(BaseModel):
         backbone (dict): A ``BEiT3`` config.
         tokenizer (dict, optional): A frozen visual tokenizer config.
         tokenizer_checkpoint (str, optional): Weights loaded into the
-            tokenizer when the model is built (strict).
+            tokenizer when the model is built (strict). Without it (and
+            without the tokenizer's ``init_cfg``) the tokenizer stays random
+            and a warning says that the targets are random (smoke tests of
+            a recipe: ``--cfg-options model.tokenizer_checkpoint=None``).
         visual_vocab_size (int, optional): Size of the visual vocabulary when
             targets are precomputed (must equal the tokenizer's if both).
-        loss_weights (dict): Weight per source.
+        loss_weights (dict): Weight per source; sources left out weigh 1.
         data_preprocessor (dict, optional): Batch preparation.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -62,11 +67,19 @@ class BEiT3Pretrain(BaseModel):
         if unknown:
             raise ValueError(f'loss_weights keys must be among {SOURCES}, got '
                              f'{sorted(unknown)}.')
-        self.loss_weights = dict(loss_weights)
+        self.loss_weights = {**dict.fromkeys(SOURCES, 1.), **loss_weights}
         self.backbone = build_scoped(MODELS, backbone)
         self.tokenizer = None
         if tokenizer is not None:
             self.tokenizer = build_scoped(MODELS, tokenizer)
+            if tokenizer_checkpoint is None and not tokenizer.get('init_cfg'):
+                print_log(
+                    'BEiT3Pretrain: no tokenizer_checkpoint, so the visual '
+                    'tokenizer keeps random weights and the MIM targets are '
+                    'random token ids: fine for smoke tests, not for '
+                    'pretraining. Set tokenizer_checkpoint to the trained '
+                    '(or converted BEiT v2) tokenizer.',
+                    logger='current', level=logging.WARNING)
             if tokenizer_checkpoint is not None:
                 if not osp.isfile(tokenizer_checkpoint):
                     raise FileNotFoundError(

@@ -8,9 +8,12 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.utils import to_2tuple
+from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from torch.utils.checkpoint import checkpoint
 
 from mmvlp.registry import MODELS
+from .beit3_checkpoint import (drop_text_only_keys, load_pretrained_beit3,
+                               make_vision_only)
 from ..layers import (MultiwayExperts, MultiwayTransformerLayer, PatchEmbed,
                       grid_of, init_transformer_weights, resize_pos_embed,
                       resolve_arch)
@@ -28,6 +31,7 @@ ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
 }
 LAYOUTS = ('decoupled', 'shared')
 OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
+POS_EMBED_INITS = ('trunc_normal', 'sincos')
 
 
 class MultiwayOutput(NamedTuple):
@@ -96,8 +100,30 @@ class BEiT3(BaseModule):
             position table on the fly. Defaults to False.
         with_cp (bool): Activation checkpointing of each layer
             (non-reentrant). Defaults to False.
+        window_size (int): ViTDet-style window attention for large inputs:
+            image-only sequences attend within ``window_size`` x
+            ``window_size`` patch windows (the grid is padded to multiples;
+            the CLS token attends globally and is seen by every window),
+            except in the layers of ``global_attn_indexes``. Sequences with
+            text always attend globally. 0 (default) turns it off.
+        global_attn_indexes (Sequence[int]): Layers that keep global
+            attention when ``window_size > 0`` (ViTDet: the last layer of
+            each quarter, e.g. ``(2, 5, 8, 11)`` for base); negative values
+            count from the end.
+        pos_embed_init (str): Start of the (learned) image position table:
+            ``'trunc_normal'`` (std 0.02, as BEiT-3) or ``'sincos'`` (2-D
+            sine-cosine, as MAE; training from scratch on little data learns
+            where patches are much sooner). Checkpoints overwrite it.
+        vision_only (bool): Build without the text parts (text table and
+            positions, text and vision-language experts) for vision tasks;
+            loading a checkpoint then drops them with one log line, and the
+            unused mask token is frozen. Defaults to False.
         init_cfg (dict | list, optional): mmengine init config, e.g.
-            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``;
+            loaded by :func:`~mmvlp.models.backbones.beit3_checkpoint.
+            load_pretrained_beit3` (mmvlp pretraining, converted or official
+            BEiT-3, DeepSpeed / FSDP checkpoints; ``strict=True`` raises on
+            key mismatches).
     """
 
     def __init__(self,
@@ -118,8 +144,16 @@ class BEiT3(BaseModule):
                  final_norm: bool = True,
                  dynamic_img_size: bool = False,
                  with_cp: bool = False,
+                 window_size: int = 0,
+                 global_attn_indexes: Sequence[int] = (),
+                 pos_embed_init: str = 'trunc_normal',
+                 vision_only: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if pos_embed_init not in POS_EMBED_INITS:
+            raise ValueError(f'Unknown pos_embed_init {pos_embed_init!r}; '
+                             f'choose one of {POS_EMBED_INITS}.')
+        self.pos_embed_init = pos_embed_init
         settings = resolve_arch(arch, ARCH_SETTINGS, 'BEiT3')
         if layout not in LAYOUTS:
             raise ValueError(f'Unknown BEiT3 layout {layout!r}; choose one of '
@@ -166,6 +200,12 @@ class BEiT3(BaseModule):
         self.pos_embed_text = nn.Parameter(torch.zeros(1, max_text_len, dims))
 
         # Layers.
+        if window_size < 0:
+            raise ValueError(f'window_size must be >= 0 (0 = global '
+                             f'attention), got {window_size}.')
+        self.window_size = window_size
+        self.global_attn_indexes = self._resolve_layers(
+            global_attn_indexes, 'global_attn_indexes')
         dpr = [drop_path_rate * i / max(1, self.num_layers - 1)
                for i in range(self.num_layers)]
         first_vl = self.num_layers - num_vl_layers
@@ -179,24 +219,35 @@ class BEiT3(BaseModule):
                 vl_expert=i >= first_vl,
                 subln=subln,
                 drop_path_rate=dpr[i],
-                layer_norm_eps=layer_norm_eps) for i in range(self.num_layers)
+                layer_norm_eps=layer_norm_eps,
+                window_size=0 if i in self.global_attn_indexes else
+                window_size) for i in range(self.num_layers)
         ])
         self.norm = MultiwayExperts({
             'vision': nn.LayerNorm(dims, eps=layer_norm_eps),
             'text': nn.LayerNorm(dims, eps=layer_norm_eps)
         }) if final_norm else None
 
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = []
-        for index in out_indices:
-            resolved = index + self.num_layers if index < 0 else index
-            if not 0 <= resolved < self.num_layers:
-                raise ValueError(f'out_indices entry {index} is outside the '
-                                 f'{self.num_layers} layers.')
-            self.out_indices.append(resolved)
+        self.out_indices = self._resolve_layers(out_indices, 'out_indices')
 
         self._init_from_scratch()
+        self.vision_only = vision_only
+        if vision_only:
+            make_vision_only(self)
+
+    def _resolve_layers(self, indices: Union[int, Sequence[int]],
+                        name: str) -> List[int]:
+        """Layer indices with negatives counted from the end, checked."""
+        if isinstance(indices, int):
+            indices = [indices]
+        resolved = []
+        for index in indices:
+            layer = index + self.num_layers if index < 0 else index
+            if not 0 <= layer < self.num_layers:
+                raise ValueError(f'{name} entry {index} is outside the '
+                                 f'{self.num_layers} layers.')
+            resolved.append(layer)
+        return resolved
 
     # ------------------------------------------------------------------
     # Initialisation and loading
@@ -214,6 +265,11 @@ class BEiT3(BaseModule):
         for param in (self.cls_token, self.mask_token, self.pos_embed_vision,
                       self.pos_embed_text, self.text_embed.weight):
             nn.init.trunc_normal_(param, std=.02)
+        if self.pos_embed_init == 'sincos':
+            with torch.no_grad():
+                self.pos_embed_vision[:, 1:] = \
+                    build_2d_sincos_position_embedding(
+                        self.patch_grid[::-1], self.embed_dims)
         if not self.subln:
             return
         gain = math.sqrt(math.log(2 * self.num_layers))
@@ -226,8 +282,28 @@ class BEiT3(BaseModule):
                 elif '.attn.qkv.' in name:
                     param[2 * dims:].mul_(gain)  # the value projection
 
+    def init_weights(self) -> None:
+        """Initialise, loading ``init_cfg`` of type ``Pretrained`` with
+        mmvlp's loader (other init configs run as in mmengine)."""
+        original = self.init_cfg
+        cfgs = [] if original is None else list(
+            original if isinstance(original, (list, tuple)) else [original])
+        pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+        if not pretrained or self._is_init:
+            return super().init_weights()
+        self.init_cfg = [c for c in cfgs if c not in pretrained] or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = original
+        options = {k: v for k, v in pretrained[-1].items() if k != 'type'}
+        load_pretrained_beit3(self, **options)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Resample position tables of other sizes before loading."""
+        """Resample position tables of other sizes before loading; a
+        vision-only model drops the checkpoint's text parts."""
+        if getattr(self, 'vision_only', False):
+            drop_text_only_keys(state_dict, prefix)
         key = prefix + 'pos_embed_vision'
         if key in state_dict and state_dict[key].shape != \
                 self.pos_embed_vision.shape:
@@ -345,6 +421,10 @@ class BEiT3(BaseModule):
         if images is None and text_ids is None:
             raise ValueError('BEiT3 needs images, text_ids or both; got '
                              'neither.')
+        if text_ids is not None and self.vision_only:
+            raise ValueError('This BEiT3 was built with vision_only=True and '
+                             'has no text parts; build it with vision_only='
+                             'False to encode texts.')
         parts, grid = [], None
         if images is not None:
             image_tokens, grid = self._embed_images(images, vision_mask)
@@ -374,13 +454,18 @@ class BEiT3(BaseModule):
         if padding is not None:
             x = x.masked_fill(padding.unsqueeze(-1), 0.)
         sdpa_mask = self._sdpa_mask(padding, attn_mask, x.shape[1], x.dtype)
+        # Window attention (layers built with window_size > 0) applies to
+        # image-only sequences; the layers attend globally without a grid.
+        window_grid = grid if (self.window_size and text_ids is None
+                               and attn_mask is None) else None
 
         layer_outputs = {}
         for index, layer in enumerate(self.layers):
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint(layer, x, split, sdpa_mask, use_reentrant=False)
+                x = checkpoint(layer, x, split, sdpa_mask, window_grid,
+                               use_reentrant=False)
             else:
-                x = layer(x, split, sdpa_mask)
+                x = layer(x, split, sdpa_mask, window_grid)
             if index in out_indices:
                 layer_outputs[index] = x
         if self.norm is not None:

@@ -1,6 +1,6 @@
 """Building blocks shared by every mmvlp model (one implementation each)."""
 from .arch import resolve_arch
-from .attention import MultiwayAttention
+from .attention import MultiwayAttention, window_sdpa
 from .embed import PatchEmbed, grid_of, resize_pos_embed
 from .ffn import SubLNFFN
 from .init import init_transformer_weights
@@ -8,7 +8,7 @@ from .multiway import MultiwayExperts, multiway_or_shared, route
 from .transformer import MultiwayTransformerLayer
 
 __all__ = [
-    'MultiwayAttention', 'PatchEmbed', 'grid_of', 'resize_pos_embed',
+    'MultiwayAttention', 'window_sdpa', 'PatchEmbed', 'grid_of', 'resize_pos_embed',
     'SubLNFFN', 'MultiwayExperts', 'multiway_or_shared', 'route',
     'MultiwayTransformerLayer', 'resolve_arch', 'init_transformer_weights'
 ]

@@ -1,5 +1,5 @@
 """Multi-head self-attention with optional per-modality projections."""
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -27,6 +27,9 @@ class MultiwayAttention(nn.Module):
         qkv_bias (bool): Bias on the query/key/value projection.
         attn_drop (float): Dropout on attention probabilities.
         layer_norm_eps (float): Epsilon of the LayerNorms.
+        window_size (int): Side of the square windows of ViTDet-style window
+            attention for image-only sequences (see :func:`window_sdpa`);
+            0 (default) attends globally.
     """
 
     def __init__(self,
@@ -36,11 +39,16 @@ class MultiwayAttention(nn.Module):
                  subln: bool = True,
                  qkv_bias: bool = True,
                  attn_drop: float = 0.,
-                 layer_norm_eps: float = 1e-5) -> None:
+                 layer_norm_eps: float = 1e-5,
+                 window_size: int = 0) -> None:
         super().__init__()
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
                              f'num_heads ({num_heads}).')
+        if window_size < 0:
+            raise ValueError(f'window_size must be >= 0 (0 = global '
+                             f'attention), got {window_size}.')
+        self.window_size = window_size
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -57,7 +65,8 @@ class MultiwayAttention(nn.Module):
     def forward(self,
                 x: torch.Tensor,
                 split: int,
-                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                attn_mask: Optional[torch.Tensor] = None,
+                grid: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Attend over ``x``.
 
         Args:
@@ -65,6 +74,11 @@ class MultiwayAttention(nn.Module):
             split (int): Number of leading image tokens.
             attn_mask (Tensor, optional): Broadcastable to ``(B, H, N, N)``;
                 boolean (True = may attend) or additive float, as SDPA takes.
+            grid (Sequence[int], optional): ``(h, w)`` patch grid of an
+                image-only sequence whose last ``h * w`` tokens are patches.
+                With ``window_size > 0``, an image-only sequence (``split ==
+                N``) without ``attn_mask`` attends within windows; anything
+                else attends globally.
 
         Returns:
             Tensor: ``(B, N, C)``.
@@ -73,11 +87,93 @@ class MultiwayAttention(nn.Module):
         qkv = route(self.qkv, x, split)
         q, k, v = qkv.view(batch, num_tokens, 3, self.num_heads,
                            self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=attn_mask,
-            dropout_p=self.attn_drop if self.training else 0.)
+        dropout_p = self.attn_drop if self.training else 0.
+        if (self.window_size and grid is not None and split >= num_tokens
+                and attn_mask is None):
+            out = window_sdpa(q, k, v, grid, self.window_size, dropout_p)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(batch, num_tokens, self.embed_dims)
         if self.inner_norm is not None:
             out = route(self.inner_norm, out, split)
         return route(self.proj, out, split)
+
+
+def window_sdpa(q: torch.Tensor,
+                k: torch.Tensor,
+                v: torch.Tensor,
+                grid: Sequence[int],
+                window_size: int,
+                dropout_p: float = 0.) -> torch.Tensor:
+    """ViTDet-style window attention over a patch grid with leading tokens.
+
+    The last ``h * w`` tokens are patches of an ``(h, w)`` grid; the tokens
+    before them (e.g. the CLS token) are "extra" tokens. The grid is padded
+    to multiples of ``window_size`` and split into non-overlapping windows.
+    A patch attends to the patches of its window and to the extra tokens; an
+    extra token attends to every token. Padded positions are masked out as
+    keys (ViTDet lets them take part), so when one window covers the whole
+    grid the result equals global attention.
+
+    Args:
+        q (Tensor): Queries ``(B, H, N, d)``.
+        k (Tensor): Keys ``(B, H, N, d)``.
+        v (Tensor): Values ``(B, H, N, d)``.
+        grid (Sequence[int]): ``(h, w)`` with ``h * w <= N``.
+        window_size (int): Window side in patches.
+        dropout_p (float): Attention dropout.
+
+    Returns:
+        Tensor: ``(B, H, N, d)``, like
+        :func:`torch.nn.functional.scaled_dot_product_attention`.
+    """
+    batch, heads, num_tokens, dims = q.shape
+    height, width = grid
+    extra = num_tokens - height * width
+    if extra < 0:
+        raise ValueError(f'A {height}x{width} grid needs at least '
+                         f'{height * width} tokens, got {num_tokens}.')
+    size = window_size
+    pad_h, pad_w = -height % size, -width % size
+    rows, cols = (height + pad_h) // size, (width + pad_w) // size
+    num_windows = rows * cols
+
+    def to_windows(t: torch.Tensor) -> torch.Tensor:
+        t = t[:, :, extra:].reshape(batch, heads, height, width, dims)
+        if pad_h or pad_w:
+            t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
+        t = t.view(batch, heads, rows, size, cols, size, dims)
+        return t.permute(0, 2, 4, 1, 3, 5, 6).reshape(
+            batch * num_windows, heads, size * size, dims)
+
+    q_win, k_win, v_win = to_windows(q), to_windows(k), to_windows(v)
+    if extra:
+        def with_extra(t: torch.Tensor, t_win: torch.Tensor) -> torch.Tensor:
+            lead = t[:, None, :, :extra].expand(batch, num_windows, heads,
+                                                extra, dims)
+            return torch.cat([lead.reshape(-1, heads, extra, dims), t_win],
+                             dim=2)
+
+        k_win, v_win = with_extra(k, k_win), with_extra(v, v_win)
+    mask = None
+    if pad_h or pad_w:
+        valid = q.new_zeros(height + pad_h, width + pad_w, dtype=torch.bool)
+        valid[:height, :width] = True
+        valid = valid.view(rows, size, cols, size).permute(0, 2, 1, 3)
+        valid = valid.reshape(num_windows, size * size)
+        valid = F.pad(valid, (extra, 0), value=True)
+        # Windows are batch-major: index = b * num_windows + window.
+        mask = valid[:, None, None, :].repeat(batch, 1, 1, 1)
+    out = F.scaled_dot_product_attention(
+        q_win, k_win, v_win, attn_mask=mask, dropout_p=dropout_p)
+    out = out.view(batch, rows, cols, heads, size, size, dims)
+    out = out.permute(0, 3, 1, 4, 2, 5, 6).reshape(
+        batch, heads, rows * size, cols * size, dims)
+    out = out[:, :, :height, :width].reshape(batch, heads, height * width,
+                                             dims)
+    if not extra:
+        return out
+    out_extra = F.scaled_dot_product_attention(
+        q[:, :, :extra], k, v, dropout_p=dropout_p)
+    return torch.cat([out_extra, out], dim=2)

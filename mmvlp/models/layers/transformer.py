@@ -1,5 +1,5 @@
 """The pre-LN Multiway Transformer layer shared by every model in mmvlp."""
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -34,6 +34,9 @@ class MultiwayTransformerLayer(nn.Module):
         drop_path_rate (float): Stochastic depth of both residual branches.
         attn_drop (float): Attention-probability dropout.
         layer_norm_eps (float): Epsilon of all LayerNorms.
+        window_size (int): Window side of ViTDet-style window attention for
+            image-only sequences (needs ``grid`` in :meth:`forward`); 0
+            (default) attends globally.
     """
 
     def __init__(self,
@@ -46,7 +49,8 @@ class MultiwayTransformerLayer(nn.Module):
                  subln: bool = True,
                  drop_path_rate: float = 0.,
                  attn_drop: float = 0.,
-                 layer_norm_eps: float = 1e-5) -> None:
+                 layer_norm_eps: float = 1e-5,
+                 window_size: int = 0) -> None:
         super().__init__()
         if vl_expert and not multiway_ffn:
             raise ValueError('vl_expert=True needs multiway_ffn=True.')
@@ -59,7 +63,8 @@ class MultiwayTransformerLayer(nn.Module):
             multiway=multiway_attn,
             subln=subln,
             attn_drop=attn_drop,
-            layer_norm_eps=layer_norm_eps)
+            layer_norm_eps=layer_norm_eps,
+            window_size=window_size)
         self.norm2 = multiway_or_shared(
             lambda: nn.LayerNorm(embed_dims, eps=layer_norm_eps),
             multiway_ffn, vl_expert)
@@ -75,7 +80,8 @@ class MultiwayTransformerLayer(nn.Module):
     def forward(self,
                 x: torch.Tensor,
                 split: int,
-                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                attn_mask: Optional[torch.Tensor] = None,
+                grid: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Run the layer.
 
         Args:
@@ -84,12 +90,15 @@ class MultiwayTransformerLayer(nn.Module):
                 only, ``0`` for text only).
             attn_mask (Tensor, optional): SDPA mask (True = may attend, or an
                 additive float mask), broadcastable to ``(B, H, N, N)``.
+            grid (Sequence[int], optional): ``(h, w)`` patch grid of an
+                image-only sequence, for window attention (see
+                :class:`~mmvlp.models.layers.MultiwayAttention`).
 
         Returns:
             Tensor: ``(B, N, C)``.
         """
         fuse = 0 < split < x.shape[1]
         x = x + self.drop_path(
-            self.attn(route(self.norm1, x, split), split, attn_mask))
+            self.attn(route(self.norm1, x, split), split, attn_mask, grid))
         hidden = route(self.norm2, x, split, fuse)
         return x + self.drop_path(route(self.ffn, hidden, split, fuse))

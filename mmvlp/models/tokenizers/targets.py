@@ -244,15 +244,33 @@ class ColorHistogramTarget(BaseModule):
     no weights; a VQ-KD taught with it learns colour tokens (what the
     synthetic demo's captions talk about).
 
+    Plain shares make coverage as important as colour: a patch that a red
+    shape covers by 10% and one it covers by 90% are as far apart as red and
+    blue, so a small codebook spends its codes on coverage. Two options
+    make the target name the colour that stands out instead:
+
+    * ``rarity``: weight each pixel by the inverse share of its colour cell
+      in the whole image, so the few pixels of a shape outweigh the
+      background they sit on;
+    * ``hard``: keep only the heaviest cell of each patch (a one-hot
+      target).
+
     Args:
         patch_size (int): The tokenizer's patch size.
         bins (int): Levels per channel.
+        rarity (bool): Weight pixels by the rarity of their colour in the
+            image. Defaults to False.
+        hard (bool): One-hot of each patch's heaviest cell. Defaults to
+            False.
     """
 
-    def __init__(self, patch_size: int = 16, bins: int = 6) -> None:
+    def __init__(self, patch_size: int = 16, bins: int = 6,
+                 rarity: bool = False, hard: bool = False) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.bins = bins
+        self.rarity = rarity
+        self.hard = hard
         self.out_dims = bins**3
 
     @torch.no_grad()
@@ -265,4 +283,11 @@ class ColorHistogramTarget(BaseModule):
             levels[:, 2]  # (B, H, W)
         onehot = F.one_hot(cell, self.out_dims).permute(0, 3, 1, 2).float()
         pooled = F.avg_pool2d(onehot, self.patch_size)  # (B, K, h, w)
+        if self.rarity:
+            image_share = onehot.mean((2, 3), keepdim=True)  # (B, K, 1, 1)
+            pooled = pooled / image_share.clamp_min(1e-6)
+            pooled = pooled / pooled.sum(1, keepdim=True)
+        if self.hard:
+            pooled = F.one_hot(pooled.argmax(1), self.out_dims).permute(
+                0, 3, 1, 2).float()
         return pooled.flatten(2).transpose(1, 2)

@@ -1,0 +1,335 @@
+"""Loading pretrained weights into a ``BEiT3`` backbone.
+
+``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` on a
+``BEiT3`` goes through :func:`load_pretrained_beit3`, which accepts
+
+- checkpoints of mmvlp pretraining (``BEiT3Pretrain``: ``state_dict`` with
+  ``backbone.*`` beside ``tokenizer.*``, ``mim_head.*``, ``mlm_head.*``),
+- converted official checkpoints (``tools/model_converters/
+  beit3_unilm_to_mmvlp.py``, with or without ``--prefix backbone.``) and
+  official ones directly (``beit3.*`` keys under ``model``/``module``,
+  converted on the fly),
+- DeepSpeed and FSDP checkpoints: mmengine's ``DeepSpeedStrategy`` with
+  ``save_optimizer=False`` and ``FSDPStrategy`` (full state dict) write an
+  mmengine file (``state_dict``); with the optimizer, ``DeepSpeedStrategy``
+  writes a *directory* whose ``mp_rank_00_model_states.pt`` holds the
+  weights under ``module``; ``zero_to_fp32.py`` writes a plain state dict.
+  Wrapper names (``module.``, ``_fsdp_wrapped_module.``,
+  ``_checkpoint_wrapped_module.``, ``_orig_mod.``) are removed.
+
+The pure functions here (:func:`extract_state_dict`,
+:func:`select_backbone_keys`, :func:`is_text_only_key`) are what the loader is
+made of and are tested on synthesized dicts.
+"""
+import logging
+import os.path as osp
+import re
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+
+__all__ = [
+    'TEXT_ONLY_DESCRIPTION', 'is_text_only_key', 'drop_text_only_keys',
+    'make_vision_only', 'extract_state_dict', 'select_backbone_keys',
+    'load_pretrained_beit3'
+]
+
+#: What a vision-only ``BEiT3`` drops, for messages.
+TEXT_ONLY_DESCRIPTION = ('text_embed, pos_embed_text and the text / '
+                         'vision-language experts (*.text, *.vl)')
+#: Keys that wrap a model's parameter names (DDP, FSDP, activation
+#: checkpointing, torch.compile).
+_WRAPPER_PARTS = ('_fsdp_wrapped_module', '_checkpoint_wrapped_module',
+                  '_orig_mod')
+#: Where DeepSpeed keeps the weights in a checkpoint directory.
+DEEPSPEED_MODEL_FILE = 'mp_rank_00_model_states.pt'
+
+
+def is_text_only_key(name: str) -> bool:
+    """Whether a ``BEiT3`` parameter name belongs to text-only parts.
+
+    Args:
+        name (str): A name relative to the backbone, e.g.
+            ``'layers.0.ffn.text.fc1.weight'``.
+
+    Returns:
+        bool: True for the text table and positions and for the text and
+        vision-language experts.
+    """
+    parts = name.split('.')
+    return (parts[0] in ('text_embed', 'pos_embed_text') or 'text' in parts
+            or 'vl' in parts)
+
+
+def drop_text_only_keys(state_dict: dict, prefix: str = '') -> int:
+    """Remove text-only entries under ``prefix`` from ``state_dict`` in place.
+
+    Logs one line with the count when something was dropped.
+
+    Args:
+        state_dict (dict): Weights being loaded.
+        prefix (str): The backbone's prefix in ``state_dict``.
+
+    Returns:
+        int: How many tensors were dropped.
+    """
+    dropped = [k for k in state_dict
+               if k.startswith(prefix) and is_text_only_key(k[len(prefix):])]
+    for key in dropped:
+        del state_dict[key]
+    if dropped:
+        print_log(
+            f'BEiT3 (vision_only=True): dropped {len(dropped)} text-only '
+            f'tensors of the checkpoint ({TEXT_ONLY_DESCRIPTION}); vision '
+            'tasks do not use them.',
+            logger='current')
+    return len(dropped)
+
+
+def make_vision_only(model: nn.Module) -> None:
+    """Remove the text parts of a built ``BEiT3`` in place.
+
+    The text table and positions and every text / vision-language expert go;
+    the mask token is frozen (vision tasks never mask patches, and
+    DistributedDataParallel rejects parameters that get no gradient).
+
+    Args:
+        model (BEiT3): The backbone.
+    """
+    from ..layers import MultiwayExperts
+    for module in model.modules():
+        if isinstance(module, MultiwayExperts):
+            for name in ('text', 'vl'):
+                if hasattr(module, name):
+                    delattr(module, name)
+    model.text_embed = None
+    model.register_parameter('pos_embed_text', None)
+    model.mask_token.requires_grad_(False)
+
+
+def _strip_wrappers(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Remove DDP / FSDP / checkpoint-wrapper / compile parts of key names."""
+    out = {}
+    for key, value in state.items():
+        parts = [p for p in key.split('.') if p not in _WRAPPER_PARTS]
+        if parts and parts[0] == 'module':
+            parts = parts[1:]
+        out['.'.join(parts)] = value
+    return out
+
+
+def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
+    """The parameter dict of a checkpoint in any of the supported layouts.
+
+    Unwraps ``state_dict`` (mmengine, DeepSpeed without optimizer, FSDP
+    full), ``module`` (DeepSpeed ``mp_rank_00_model_states.pt``, official
+    BEiT-3) and ``model`` (official BEiT-3, timm), nested at most three
+    deep, keeps tensors only and strips wrapper names from the keys.
+
+    Args:
+        checkpoint (dict): What ``torch.load`` returned.
+
+    Returns:
+        dict: Parameter name to tensor.
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'Expected a dict checkpoint, got '
+                         f'{type(checkpoint).__name__}.')
+    state = checkpoint
+    for _ in range(3):
+        if any(isinstance(v, torch.Tensor) for v in state.values()):
+            break
+        for key in ('state_dict', 'module', 'model'):
+            if isinstance(state.get(key), dict) and state[key]:
+                state = state[key]
+                break
+        else:
+            break
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(
+            'The checkpoint holds no tensors under "state_dict", "module" or '
+            f'"model" (top-level keys: {sorted(checkpoint)[:10]}).')
+    return _strip_wrappers(tensors)
+
+
+def _looks_like_backbone(state: Dict[str, torch.Tensor]) -> bool:
+    return 'patch_embed.proj.weight' in state and any(
+        k.startswith('layers.') for k in state)
+
+
+def select_backbone_keys(
+        state: Dict[str, torch.Tensor],
+        prefix: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The backbone's weights in ``state``, with names relative to it.
+
+    Tried in order: keys under ``prefix`` (``'backbone.'`` when None);
+    official ``beit3.*`` keys (converted with
+    :func:`~mmvlp.models.converters.convert_unilm_beit3`, task heads left
+    out); keys that already are a bare backbone (the converter's default
+    output).
+
+    Args:
+        state (dict): A checkpoint's parameters (see
+            :func:`extract_state_dict`).
+        prefix (str, optional): The backbone's prefix in the checkpoint,
+            e.g. ``'backbone.'``.
+
+    Returns:
+        tuple: The backbone weights and a phrase saying where they came from.
+
+    Raises:
+        ValueError: No backbone weights found; the message lists what the
+            checkpoint holds.
+    """
+    wanted = prefix or 'backbone.'
+    wanted = wanted if wanted.endswith('.') else wanted + '.'
+    sub = {k[len(wanted):]: v for k, v in state.items()
+           if k.startswith(wanted)}
+    if sub:
+        return sub, f'the keys under {wanted!r}'
+    if any(k.startswith('beit3.') for k in state):
+        from ..converters import convert_unilm_beit3
+        converted, _ = convert_unilm_beit3(state)
+        return converted, ('the official BEiT-3 keys (beit3.*, converted on '
+                           'the fly as tools/model_converters/'
+                           'beit3_unilm_to_mmvlp.py does)')
+    if _looks_like_backbone(state):
+        return dict(state), 'the bare backbone keys'
+    heads = sorted({k.split('.')[0] for k in state})
+    raise ValueError(
+        f'No BEiT3 weights found: no key starts with {wanted!r}, none is an '
+        'official "beit3." key and the keys are not a bare backbone. '
+        f'Top-level names in the checkpoint: {heads[:20]}. Set init_cfg\'s '
+        'prefix to the backbone\'s prefix in that checkpoint (e.g. '
+        '"backbone." for mmvlp pretraining and mmpretrain/mmdet/mmseg '
+        'models).')
+
+
+def _compact(keys: Iterable[str], limit: int = 12) -> str:
+    """``layers.{0..11}.x`` style summary of key names."""
+    groups: Dict[str, List[int]] = {}
+    for key in sorted(keys):
+        match = re.match(r'^(.*?layers\.)(\d+)(\..*)$', key)
+        if match:
+            pattern = match.group(1) + '{}' + match.group(3)
+            groups.setdefault(pattern, []).append(int(match.group(2)))
+        else:
+            groups.setdefault(key, [])
+    parts = []
+    for pattern, indices in groups.items():
+        if indices:
+            idx = sorted(set(indices))
+            span = (f'{idx[0]}..{idx[-1]}' if len(idx) > 1 and
+                    idx == list(range(idx[0], idx[-1] + 1)) else
+                    ','.join(map(str, idx)))
+            parts.append(pattern.format('{' + span + '}'))
+        else:
+            parts.append(pattern)
+    more = f' (+{len(parts) - limit} more)' if len(parts) > limit else ''
+    return ', '.join(parts[:limit]) + more
+
+
+def _resolve_path(checkpoint: str) -> str:
+    """A DeepSpeed checkpoint directory resolves to its model-states file."""
+    if osp.isdir(checkpoint):
+        candidate = osp.join(checkpoint, DEEPSPEED_MODEL_FILE)
+        if osp.isfile(candidate):
+            return candidate
+        raise ValueError(
+            f'{checkpoint} is a directory without {DEEPSPEED_MODEL_FILE}; '
+            'point init_cfg.checkpoint to a checkpoint file (a DeepSpeed '
+            'ZeRO-3 directory needs `python zero_to_fp32.py DIR OUT.pth` '
+            'first).')
+    return checkpoint
+
+
+def load_pretrained_beit3(model: nn.Module,
+                          checkpoint: str,
+                          prefix: Optional[str] = None,
+                          map_location: str = 'cpu',
+                          strict: bool = False) -> Tuple[List[str], List[str]]:
+    """Load a checkpoint's backbone weights into ``model`` (a ``BEiT3``).
+
+    The vision position table is resampled to the model's image size and a
+    vision-only model drops the text parts, each with one log line (see
+    ``BEiT3._load_from_state_dict``). A final norm in the checkpoint that the
+    model does not have (``final_norm=False``) is ignored with a note.
+
+    Args:
+        model (BEiT3): The backbone.
+        checkpoint (str): File (or DeepSpeed checkpoint directory / URL).
+        prefix (str, optional): The backbone's prefix in the checkpoint.
+        map_location (str): As :func:`torch.load`. Defaults to ``'cpu'``.
+        strict (bool): Raise on missing or unexpected keys instead of
+            warning. Defaults to False.
+
+    Returns:
+        tuple[list[str], list[str]]: Missing and unexpected keys (beyond the
+        dropped text parts and an ignored final norm).
+
+    Raises:
+        ValueError: No backbone weights, wrong shapes (another arch or patch
+            size), ZeRO-3 placeholders, or (``strict``) key mismatches.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    if not checkpoint:
+        raise ValueError(
+            'init_cfg=dict(type="Pretrained") on BEiT3 has no checkpoint; '
+            'set checkpoint= to a file, or init_cfg=None to train from '
+            'scratch.')
+    path = _resolve_path(checkpoint)
+    state = extract_state_dict(_load_checkpoint(path, map_location))
+    state, source = select_backbone_keys(state, prefix)
+    print_log(f'Load BEiT3 weights from {checkpoint}: {source}.',
+              logger='current')
+
+    own = model.state_dict()
+    empty = [k for k, v in state.items() if v.numel() == 0 and k in own
+             and own[k].numel() > 0]
+    if empty:
+        raise ValueError(
+            f'{checkpoint} holds empty placeholders for {_compact(empty)}: '
+            'a DeepSpeed ZeRO-3 checkpoint stores its weights partitioned. '
+            'Consolidate them with `python zero_to_fp32.py CHECKPOINT_DIR '
+            'OUT.pth` (written into the checkpoint directory by DeepSpeed) '
+            'and load OUT.pth.')
+    resized = ('pos_embed_vision', 'pos_embed_text')
+    wrong = [f'{k}: {tuple(v.shape)} (model {tuple(own[k].shape)})'
+             for k, v in state.items()
+             if k in own and k not in resized and v.shape != own[k].shape]
+    if wrong:
+        raise ValueError(
+            f'{checkpoint} does not fit this BEiT3 (arch / patch_size / '
+            f'layout differ?): {"; ".join(wrong[:6])}'
+            f'{" ..." if len(wrong) > 6 else ""}')
+
+    ignored = []
+    if getattr(model, 'norm', True) is None:
+        # (A vision-only model counts the text norm among the text parts.)
+        text_dropped = getattr(model, 'vision_only', False)
+        ignored = [k for k in state if k.startswith('norm.') and not (
+            text_dropped and is_text_only_key(k))]
+        for key in ignored:
+            del state[key]
+        if ignored:
+            print_log(
+                f'BEiT3 (final_norm=False): ignored the final norm of the '
+                f'checkpoint ({len(ignored)} tensors).', logger='current')
+    result = model.load_state_dict(state, strict=False)
+    missing, unexpected = list(result.missing_keys), list(
+        result.unexpected_keys)
+    if missing or unexpected:
+        message = (
+            f'BEiT3 weights from {checkpoint} do not match the model:'
+            f'\n  missing in the checkpoint (keep their initialisation): '
+            f'{_compact(missing) or "none"}'
+            f'\n  unexpected (not loaded): {_compact(unexpected) or "none"}'
+            '\n  Check arch, layout (decoupled / shared, num_vl_layers), '
+            'final_norm and the prefix.')
+        if strict:
+            raise ValueError(message)
+        print_log(message, logger='current', level=logging.WARNING)
+    return missing, unexpected

@@ -1,0 +1,184 @@
+"""BEiT-3 in mmdet: the configs in configs/mmdet, mmdet's own Runner, datasets
+and CocoMetric (pycocotools) on COCO-format data generated here."""
+import math
+import os.path as osp
+import re
+import textwrap
+
+import pytest
+import torch
+from helpers.transfer import (REPO, config_path, loader_options, recipes,
+                              stock_train_one_iter,
+                              tiny_runner_from_demo_pretrain,
+                              tools_train_then_test, train_recipe_one_iter,
+                              train_recording_losses)
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from mmvlp.datasets import make_demo_coco
+
+TINY = config_path(
+    'mmdet', 'mask-rcnn_beit3-tiny-p8_simple-fpn_1xb8-300it_demo-shapes.py')
+RECIPES = recipes('mmdet', TINY)
+
+
+@pytest.fixture(scope='module')
+def coco_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('demo_coco')
+    make_demo_coco(str(root), num_train=16, num_val=8, seed=0)
+    return str(root)
+
+
+def _coco_metrics(metrics):
+    keys = [f'coco/{kind}_mAP{suffix}' for kind in ('bbox', 'segm')
+            for suffix in ('', '_50', '_75')]
+    assert all(key in metrics for key in keys), sorted(metrics)
+    for key in keys:
+        assert math.isfinite(metrics[key]) and 0 <= metrics[key] <= 1, key
+
+
+def test_recipes_are_present():
+    names = [osp.basename(p) for p in RECIPES]
+    assert any(n.startswith('mask-rcnn_beit3-base') for n in names)
+    assert any(n.startswith('cascade-mask-rcnn_beit3-base') for n in names)
+    assert any(n.startswith('cascade-mask-rcnn_beit3-large') for n in names)
+
+
+@pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
+def test_recipe_builds_full_size(path):
+    """The recipes as written: mmdet's scope, BEiT-3 + SimpleFPN, LSJ at
+    1024, window attention with global blocks, layer decay."""
+    cfg = Config.fromfile(path)
+    assert cfg.default_scope == 'mmdet'
+    assert cfg.model.backbone.type == 'mmvlp.BEiT3'
+    assert cfg.model.neck.type == 'mmvlp.SimpleFPN'
+    assert cfg.model.backbone.window_size == 14
+    assert len(cfg.model.backbone.global_attn_indexes) == 4
+    assert cfg.optim_wrapper.constructor == \
+        'mmvlp.LayerDecayOptimWrapperConstructor'
+    assert cfg.model.data_preprocessor.batch_augments[0].size == (1024, 1024)
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    backbone = model.backbone
+    assert type(backbone).__name__ == 'BEiT3'
+    assert backbone.patch_grid == (64, 64)
+    windows = [layer.attn.window_size for layer in backbone.layers]
+    assert windows.count(0) == 4 and windows.count(14) == len(windows) - 4
+    assert model.neck.in_channels == [backbone.embed_dims // 4,
+                                      backbone.embed_dims // 2,
+                                      backbone.embed_dims, backbone.embed_dims]
+
+
+@pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
+def test_recipe_trains_and_evaluates_on_tiny_data(path, coco_root, tmp_path):
+    """One iteration of each recipe (narrow backbone, 64 px LSJ) and a full
+    evaluation, through mmdet's Runner, CocoDataset and CocoMetric."""
+    _coco_metrics(train_recipe_one_iter(path, coco_root, str(tmp_path)))
+
+
+def test_tiny_mask_rcnn_runner_and_coco_metric(coco_root, tmp_path):
+    """The tiny Mask R-CNN: a few iterations with finite losses, then the
+    full validation with bbox and segm AP computed by pycocotools. The
+    backbone starts from a checkpoint of the demo pretraining."""
+    runner = tiny_runner_from_demo_pretrain(TINY, coco_root, tmp_path)
+    losses = train_recording_losses(runner)
+    assert len(losses) == 3
+    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'} <= \
+        set(losses[0])
+    metrics = runner.val_loop.run()
+    _coco_metrics(metrics)
+    assert osp.exists(osp.join(str(tmp_path), 'iter_3.pth'))
+
+
+def test_tools_train_and_test(coco_root, tmp_path):
+    """tools/train.py (from scratch) and tools/test.py run the mmdet config
+    (mmdet's default scope) and report COCO AP."""
+    work = str(tmp_path / 'work')
+    data = loader_options(coco_root)
+    ann = f'{coco_root}/annotations/instances_val2017.json'
+    data += [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
+             'train_dataloader.batch_size=2', 'val_dataloader.batch_size=4',
+             'test_dataloader.batch_size=4']
+    stdout = tools_train_then_test(TINY, work, data)
+    values = dict(re.findall(r'^(coco/\w+): (\S+)$', stdout, re.M))
+    assert math.isfinite(float(values['coco/bbox_mAP']))
+    assert math.isfinite(float(values['coco/segm_mAP']))
+
+
+STOCK_USER_CONFIG = """
+# A user's own config: mmdet's stock Mask R-CNN with only the backbone and
+# the neck swapped, on the user's data (here the tiny generated COCO).
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
+custom_imports = dict(imports=['mmvlp.models'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmvlp.BEiT3',
+        arch='tiny',
+        img_size=64,
+        out_type='featmap',
+        out_indices=(-1, ),
+        final_norm=False,
+        dynamic_img_size=True),
+    neck=dict(
+        _delete_=True,
+        type='mmvlp.SimpleFPN',
+        backbone_channel=192,
+        out_channels=256,
+        num_outs=5))
+
+# The user's data.
+data_root = '{root}/'
+metainfo = dict(classes=('circle', 'square', 'triangle', 'stripe'))
+pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=pipeline))
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=1)
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = None
+test_cfg = None
+test_evaluator = None
+default_hooks = dict(
+    logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=1))
+"""
+
+
+def test_stock_mmdet_config_with_beit3_trains(coco_root, tmp_path):
+    """mmdet's own mask-rcnn_r50_fpn_1x_coco.py, backbone and neck swapped,
+    in a fresh process through mmdet's own tools/train.py (mmvlp only comes
+    in through custom_imports)."""
+    stock_train_one_iter('mmdet', STOCK_USER_CONFIG.format(root=coco_root),
+                         'mask-rcnn_beit3-tiny_simple-fpn_user.py', tmp_path)
+
+
+def test_readme_mmdet_example():
+    text = open(osp.join(REPO, 'README.md')).read()
+    block = re.search(r'```python\n(# my_project/configs/mask-rcnn.*?)```',
+                      text, re.S).group(1)
+    cfg = Config.fromfile(_write(block))
+    assert cfg.model.backbone.type == 'mmvlp.BEiT3'
+    assert cfg.model.neck.type == 'mmvlp.SimpleFPN'
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert type(model.neck).__name__ == 'SimpleFPN'
+
+
+def _write(text):
+    import tempfile
+    handle = tempfile.NamedTemporaryFile('w', suffix='.py', delete=False)
+    handle.write(textwrap.dedent(text))
+    handle.close()
+    return handle.name
