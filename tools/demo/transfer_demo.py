@@ -33,41 +33,39 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 # Each task: its config, the key of its validation result, the name in
 # metrics.json (top-1 and mIoU in %, bbox mAP in [0, 1], as the toolboxes
-# report them), its data folder and the command that generates it.
+# report them), its data folder, the command that generates it and the
+# options that point the config there (the dense configs end roots in '/').
 TASKS = {
     'cls': dict(
         config='configs/mmpretrain/beit3-tiny-p8_demo-cls.py',
         key='accuracy/top1', metric='cls_top1',
         data='data/demo_cls',
-        make=['tools/data/make_demo_cls_data.py', '--out', '{data}']),
+        make=['tools/data/make_demo_cls_data.py', '--out', '{data}'],
+        data_options=['train_dataloader.dataset.data_root={data}',
+                      'val_dataloader.dataset.data_root={data}',
+                      'test_dataloader.dataset.data_root={data}']),
     'det': dict(
         config='configs/mmdet/'
         'mask-rcnn_beit3-tiny-p8_simple-fpn_1xb8-300it_demo-shapes.py',
         key='coco/bbox_mAP', metric='det_bbox_mAP',
         data='data/demo_coco',
-        make=['tools/data/make_demo_dense_data.py', 'coco', '{data}']),
+        make=['tools/data/make_demo_dense_data.py', 'coco', '{data}'],
+        data_options=['train_dataloader.dataset.data_root={data}/',
+                      'val_dataloader.dataset.data_root={data}/',
+                      'test_dataloader.dataset.data_root={data}/',
+                      'val_evaluator.ann_file={data}/annotations/'
+                      'instances_val2017.json',
+                      'test_evaluator.ann_file={data}/annotations/'
+                      'instances_val2017.json']),
     'seg': dict(
         config='configs/mmseg/'
         'upernet_beit3-tiny-p8_1xb8-300it_demo-shapes-ade-48x48.py',
         key='mIoU', metric='seg_mIoU',
         data='data/demo_ade',
-        make=['tools/data/make_demo_dense_data.py', 'ade', '{data}']),
-}
-# How each config names its data root (the dense configs end it with '/').
-DATA_ROOT_OPTIONS = {
-    'cls': ['train_dataloader.dataset.data_root={data}',
-            'val_dataloader.dataset.data_root={data}',
-            'test_dataloader.dataset.data_root={data}'],
-    'det': ['train_dataloader.dataset.data_root={data}/',
-            'val_dataloader.dataset.data_root={data}/',
-            'test_dataloader.dataset.data_root={data}/',
-            'val_evaluator.ann_file={data}/annotations/'
-            'instances_val2017.json',
-            'test_evaluator.ann_file={data}/annotations/'
-            'instances_val2017.json'],
-    'seg': ['train_dataloader.dataset.data_root={data}/',
-            'val_dataloader.dataset.data_root={data}/',
-            'test_dataloader.dataset.data_root={data}/'],
+        make=['tools/data/make_demo_dense_data.py', 'ade', '{data}'],
+        data_options=['train_dataloader.dataset.data_root={data}/',
+                      'val_dataloader.dataset.data_root={data}/',
+                      'test_dataloader.dataset.data_root={data}/']),
 }
 
 
@@ -124,7 +122,7 @@ def run_one(task: str, init: str, checkpoint: str, work_dir: str,
     """Train one task from one initialisation; its metric and seconds."""
     spec = TASKS[task]
     data = osp.join(REPO, spec['data'])
-    options = [o.format(data=data) for o in DATA_ROOT_OPTIONS[task]]
+    options = [o.format(data=data) for o in spec['data_options']]
     if init == 'pretrained':
         options.append(f'model.backbone.init_cfg.checkpoint={checkpoint}')
     else:
