@@ -10,11 +10,10 @@ import sys
 
 import pytest
 import torch
+from helpers.demo_data import save_demo_pretrain_checkpoint
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmengine.runner.checkpoint import (get_state_dict, save_checkpoint,
-                                        weights_to_cpu)
 
 from mmvlp.datasets import make_demo_dataset
 from mmvlp.datasets.demo_classification import (DEMO_CLS_CLASSES,
@@ -109,22 +108,8 @@ def cls_root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def pretrain_checkpoint(tmp_path_factory):
-    """A checkpoint of the demo pretraining model (random weights), saved as
-    mmengine's Runner saves it."""
-    from mmvlp.models.algorithms import BEiT3Pretrain
-    cfg = Config.fromfile(TINY)
-    backbone = dict(cfg.model.backbone, type='BEiT3', vision_only=False,
-                    final_norm=True, init_cfg=None)
-    for key in ('out_type', 'drop_path_rate'):
-        backbone.pop(key)
-    init_default_scope('mmvlp')
-    torch.manual_seed(0)
-    model = BEiT3Pretrain(backbone=backbone, visual_vocab_size=16)
     path = tmp_path_factory.mktemp('pretrain') / 'iter_900.pth'
-    save_checkpoint(dict(meta=dict(iter=900),
-                         state_dict=weights_to_cpu(get_state_dict(model))),
-                    str(path))
-    return str(path)
+    return save_demo_pretrain_checkpoint(str(path), TINY)
 
 
 def _run(args, cwd):

@@ -13,6 +13,7 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/models/beit3-tiny-p8_demo-vision.py',
 ]
 custom_imports = dict(
     imports=['mmvlp.models', 'mmvlp.engine'], allow_failed_imports=False)
@@ -23,24 +24,15 @@ image_size = (48, 48)
 strides = [2, 4, 8, 16]
 norm_cfg = dict(type='mmvlp.LN2d', requires_grad=True)
 
-pretrained = 'work_dirs/demo/pretrain/iter_1000.pth'
 model = dict(
     data_preprocessor=dict(pad_size_divisor=16),
     backbone=dict(
+        _base_.demo_vision_backbone,
         _delete_=True,
-        type='mmvlp.BEiT3',
-        vision_only=True,
-        arch=dict(embed_dims=192, num_layers=4, num_heads=3,
-                  feedforward_channels=768),
         img_size=image_size,
-        patch_size=8,
         out_type='featmap',
         out_indices=(-1, ),
-        final_norm=False,
-        drop_path_rate=0.1,
-        dynamic_img_size=True,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        dynamic_img_size=True),
     neck=dict(
         _delete_=True,
         type='mmvlp.SimpleFPN',

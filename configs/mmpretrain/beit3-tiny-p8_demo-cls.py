@@ -11,12 +11,14 @@
 #       work_dirs/beit3-tiny-p8_demo-cls/iter_300.pth
 # From scratch (same budget): add
 #   --cfg-options model.backbone.init_cfg=None
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+_base_ = [
+    'mmpretrain::_base_/default_runtime.py',
+    '../_base_/models/beit3-tiny-p8_demo-vision.py',
+]
 custom_imports = dict(
     imports=['mmvlp.models', 'mmvlp.engine'], allow_failed_imports=False)
 
 data_root = 'data/demo_cls'
-pretrained = 'work_dirs/demo/pretrain/iter_1000.pth'
 classes = ('circle', 'square', 'triangle', 'stripe')
 image_size = 48
 
@@ -27,23 +29,7 @@ data_preprocessor = dict(
     to_rgb=True)
 model = dict(
     type='ImageClassifier',
-    backbone=dict(
-        type='mmvlp.BEiT3',
-        # The demo pretraining backbone (text settings only matter for
-        # loading; vision_only drops the text parts).
-        arch=dict(embed_dims=192, num_layers=4, num_heads=3,
-                  feedforward_channels=768),
-        img_size=image_size,
-        patch_size=8,
-        vocab_size=256,
-        max_text_len=32,
-        text_mask_token_id=255,
-        vision_only=True,
-        final_norm=False,
-        out_type='avg_featmap',
-        drop_path_rate=0.1,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    backbone=dict(_base_.demo_vision_backbone, out_type='avg_featmap'),
     neck=None,
     head=dict(
         type='mmvlp.BEiT3ClsHead',

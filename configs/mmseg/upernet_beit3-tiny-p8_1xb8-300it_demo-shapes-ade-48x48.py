@@ -14,6 +14,7 @@
 _base_ = [
     'mmseg::_base_/models/upernet_beit.py',
     'mmseg::_base_/default_runtime.py',
+    '../_base_/models/beit3-tiny-p8_demo-vision.py',
 ]
 custom_imports = dict(
     imports=['mmvlp.models', 'mmvlp.engine'], allow_failed_imports=False)
@@ -26,24 +27,15 @@ metainfo = dict(
 crop_size = (48, 48)
 norm_cfg = dict(type='BN', requires_grad=True)
 
-pretrained = 'work_dirs/demo/pretrain/iter_1000.pth'
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
+        _base_.demo_vision_backbone,
         _delete_=True,
-        type='mmvlp.BEiT3',
-        vision_only=True,
-        arch=dict(embed_dims=192, num_layers=4, num_heads=3,
-                  feedforward_channels=768),
         img_size=crop_size,
-        patch_size=8,
         out_type='featmap',
         out_indices=(0, 1, 2, 3),
-        final_norm=False,
-        drop_path_rate=0.1,
-        dynamic_img_size=True,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        dynamic_img_size=True),
     neck=dict(embed_dim=192, rescales=[4, 2, 1, 0.5], norm_cfg=norm_cfg),
     decode_head=dict(
         in_channels=[192, 192, 192, 192],

@@ -4,8 +4,9 @@ model from scratch, with the same budget, on generated classification
 
 Usage:
     python tools/demo/transfer_demo.py [--pretrained CKPT]
-        [--work-dir work_dirs/demo_transfer] [--tasks cls det seg]
-        [--max-iters N] [--check]
+        [--work-dir work_dirs/demo_transfer] [--data-root data]
+        [--tasks cls det seg] [--max-iters N] [--check]
+        [--cfg-options key=value ...]
 
 Each run is ``tools/train.py CONFIG`` in its own process, with the toolbox's
 own runner, dataset and metric (mmpretrain ``Accuracy``, mmdet
@@ -27,7 +28,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
@@ -35,11 +36,12 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 # metrics.json (top-1 and mIoU in %, bbox mAP in [0, 1], as the toolboxes
 # report them), its data folder, the command that generates it and the
 # options that point the config there (the dense configs end roots in '/').
+# Data folders are relative to --data-root.
 TASKS = {
     'cls': dict(
         config='configs/mmpretrain/beit3-tiny-p8_demo-cls.py',
         key='accuracy/top1', metric='cls_top1',
-        data='data/demo_cls',
+        data='demo_cls',
         make=['tools/data/make_demo_cls_data.py', '--out', '{data}'],
         data_options=['train_dataloader.dataset.data_root={data}',
                       'val_dataloader.dataset.data_root={data}',
@@ -48,7 +50,7 @@ TASKS = {
         config='configs/mmdet/'
         'mask-rcnn_beit3-tiny-p8_simple-fpn_1xb8-300it_demo-shapes.py',
         key='coco/bbox_mAP', metric='det_bbox_mAP',
-        data='data/demo_coco',
+        data='demo_coco',
         make=['tools/data/make_demo_dense_data.py', 'coco', '{data}'],
         data_options=['train_dataloader.dataset.data_root={data}/',
                       'val_dataloader.dataset.data_root={data}/',
@@ -61,7 +63,7 @@ TASKS = {
         config='configs/mmseg/'
         'upernet_beit3-tiny-p8_1xb8-300it_demo-shapes-ade-48x48.py',
         key='mIoU', metric='seg_mIoU',
-        data='data/demo_ade',
+        data='demo_ade',
         make=['tools/data/make_demo_dense_data.py', 'ade', '{data}'],
         data_options=['train_dataloader.dataset.data_root={data}/',
                       'val_dataloader.dataset.data_root={data}/',
@@ -75,12 +77,17 @@ def parse_args() -> argparse.Namespace:
                         help='pretraining checkpoint (default: the one named '
                         'by work_dirs/demo/pretrain/last_checkpoint)')
     parser.add_argument('--work-dir', default='work_dirs/demo_transfer')
+    parser.add_argument('--data-root', default='data',
+                        help='where the generated task datasets are (made '
+                        'there when missing)')
     parser.add_argument('--tasks', nargs='+', choices=list(TASKS),
                         default=list(TASKS))
     parser.add_argument('--max-iters', type=int, default=None,
                         help='shorten every run to N iterations (smoke)')
     parser.add_argument('--check', action='store_true',
                         help='exit 1 unless pretrained > scratch everywhere')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='more key=value overrides for every run')
     return parser.parse_args()
 
 
@@ -118,10 +125,11 @@ def last_validation(work_dir: str, key: str) -> float:
 
 
 def run_one(task: str, init: str, checkpoint: str, work_dir: str,
-            max_iters: Optional[int]) -> Dict[str, float]:
+            max_iters: Optional[int], data_root: str,
+            extra_options: Sequence[str] = ()) -> Dict[str, float]:
     """Train one task from one initialisation; its metric and seconds."""
     spec = TASKS[task]
-    data = osp.join(REPO, spec['data'])
+    data = osp.join(data_root, spec['data'])
     options = [o.format(data=data) for o in spec['data_options']]
     if init == 'pretrained':
         options.append(f'model.backbone.init_cfg.checkpoint={checkpoint}')
@@ -132,6 +140,7 @@ def run_one(task: str, init: str, checkpoint: str, work_dir: str,
                     f'train_cfg.val_interval={max_iters}']
         if task != 'cls':  # cls validates every val_interval iterations
             options.append(f'default_hooks.checkpoint.interval={max_iters}')
+    options += list(extra_options)
     command = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
                osp.join(REPO, spec['config']), '--work-dir', work_dir,
                '--cfg-options'] + options
@@ -151,10 +160,10 @@ def run_one(task: str, init: str, checkpoint: str, work_dir: str,
     return dict(value=value, seconds=round(seconds, 1))
 
 
-def make_data(task: str) -> None:
-    """Generate a task's dataset unless it is there."""
+def make_data(task: str, data_root: str) -> None:
+    """Generate a task's dataset under ``data_root`` unless it is there."""
     spec = TASKS[task]
-    data = osp.join(REPO, spec['data'])
+    data = osp.join(data_root, spec['data'])
     if osp.isdir(data) and os.listdir(data):
         return
     command = [sys.executable, osp.join(REPO, spec['make'][0])] + [
@@ -173,6 +182,13 @@ def table(metrics: Dict[str, dict]) -> List[str]:
     return lines
 
 
+def not_better(metrics: Dict[str, dict]) -> List[str]:
+    """The metrics on which pretrained is not better than scratch."""
+    return [name for name, row in metrics.items()
+            if not name.startswith('_')
+            and not row['pretrained'] > row['scratch']]
+
+
 def main() -> int:
     args = parse_args()
     checkpoint = args.pretrained or default_checkpoint()
@@ -181,15 +197,17 @@ def main() -> int:
                                 'not exist.')
     checkpoint = osp.abspath(checkpoint)
     work_root = osp.abspath(args.work_dir)
+    data_root = osp.abspath(args.data_root)
     metrics: Dict[str, dict] = {}
     runs: Dict[str, dict] = {}
     for task in args.tasks:
-        make_data(task)
+        make_data(task, data_root)
         row = {}
         for init in ('pretrained', 'scratch'):
             print(f'== {task}: fine-tuning from {init}', flush=True)
             result = run_one(task, init, checkpoint,
-                             osp.join(work_root, task, init), args.max_iters)
+                             osp.join(work_root, task, init), args.max_iters,
+                             data_root, args.cfg_options)
             row[init] = result['value']
             runs[f'{task}/{init}'] = result
             print(f'   {TASKS[task]["metric"]} = {result["value"]:.4f} '
@@ -202,9 +220,7 @@ def main() -> int:
         json.dump(metrics, f, indent=2)
     print('\n'.join(table(metrics)))
     print(f'written: {osp.join(work_root, "metrics.json")}')
-    worse = [name for name, row in metrics.items()
-             if not name.startswith('_')
-             and not row['pretrained'] > row['scratch']]
+    worse = not_better(metrics)
     if worse:
         print('pretrained is not better than scratch on: ' + ', '.join(worse))
         return 1 if args.check else 0
