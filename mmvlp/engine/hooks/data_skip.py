@@ -61,15 +61,17 @@ class DataSkipHook(Hook):
         max_skip_rate (float, optional): Stop training (``RuntimeError``
             naming the worst source) when a source has skipped more than
             this fraction of the samples it has seen; also checked against
-            the annotation-list skips before training. None: never stop.
-        min_samples (int): Samples a source must have seen before its rate
-            is checked (one bad file in the first batch is no trend).
+            the annotation-list skips before training. Defaults to 0.01
+            (1%). None: never stop.
+        min_samples (int): Samples a source must have seen (or records its
+            annotation list must hold) before its rate is checked: one bad
+            file in the first batch is no trend.
     """
     priority = 'ABOVE_NORMAL'  # before LoggerHook reads the message hub
 
     def __init__(self,
                  interval: Optional[int] = None,
-                 max_skip_rate: Optional[float] = None,
+                 max_skip_rate: Optional[float] = 0.01,
                  min_samples: int = 1000) -> None:
         if interval is not None and interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}.')
@@ -152,6 +154,8 @@ class DataSkipHook(Hook):
                 try:
                     kept = len(ldr.dataset)
                 except TypeError:  # a stream of unknown length
+                    continue
+                if kept + skipped < max(self.min_samples, 1):
                     continue
                 if skipped and skipped / (kept + skipped) > \
                         self.max_skip_rate:
