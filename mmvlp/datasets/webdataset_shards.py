@@ -70,8 +70,8 @@ class WebShardDataset(IterableDataset):
       undecodable image: skipped, counted by reason (see
       :mod:`mmvlp.datasets.skips`) and carried as ``skipped`` by the next
       sample to :class:`~mmvlp.engine.DataSkipHook`. The stream simply
-      moves on, so batches stay full. (A shard cut exactly between two records cannot
-      be told from a shorter one; compare ``num_samples``.)
+      moves on, so batches stay full. (A shard cut exactly between two
+      records cannot be told from a shorter one; compare ``num_samples``.)
 
     mmengine's Runner builds it like any dataset; a ``DataLoader`` refuses a
     sampler for an iterable dataset, so give ``sampler=None`` (the key is

@@ -183,7 +183,7 @@ class NonFiniteLossHook(Hook):
         bad = {}
         for key, value in list((outputs or {}).items()):
             if isinstance(value, torch.Tensor) and value.numel() == 1:
-                value = float(value)
+                value = float(value.detach())
             if isinstance(value, float) and not math.isfinite(value):
                 bad[key] = value
                 del outputs[key]
