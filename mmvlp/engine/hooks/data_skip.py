@@ -149,18 +149,19 @@ class DataSkipHook(Hook):
                 'Records skipped while reading the annotation lists: ' +
                 self._describe())
         if self.max_skip_rate is not None:
+            rates = {}
             for name, ldr in loaders.items():
                 skipped = sum(self.load_skips[name].values())
                 try:
                     kept = len(ldr.dataset)
                 except TypeError:  # a stream of unknown length
                     continue
-                if kept + skipped < max(self.min_samples, 1):
-                    continue
-                if skipped and skipped / (kept + skipped) > \
-                        self.max_skip_rate:
-                    self._stop(name, skipped / (kept + skipped),
-                               self.load_skips[name], 'its annotation list')
+                if skipped and kept + skipped >= max(self.min_samples, 1):
+                    rates[name] = skipped / (kept + skipped)
+            worst = max(rates, key=rates.get, default=None)
+            if worst is not None and rates[worst] > self.max_skip_rate:
+                self._stop(worst, rates[worst], self.load_skips[worst],
+                           'its annotation list')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
