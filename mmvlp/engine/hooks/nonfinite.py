@@ -56,12 +56,16 @@ class _Guard:
         return not bool(bad.item())
 
     def grads_are_finite(self) -> bool:
-        grads = [p.grad for group in self.wrapper.optimizer.param_groups
-                 for p in group['params'] if p.grad is not None]
-        if not grads:
-            return True
-        norm = torch.nn.utils.get_total_norm(grads, norm_type=math.inf)
-        return bool(torch.isfinite(norm))
+        params = [p for group in self.wrapper.optimizer.param_groups
+                  for p in group['params']]
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            norm = torch.nn.utils.get_total_norm(grads, norm_type=math.inf)
+            bad = (~torch.isfinite(norm)).float().reshape(1)
+        else:  # still join the all-reduce of the other ranks
+            bad = torch.zeros(1, device=params[0].device if params else None)
+        all_reduce(bad)  # sharded gradients (FSDP) differ between ranks
+        return not bool(bad.item())
 
     def __call__(self, loss: torch.Tensor,
                  step_kwargs: Optional[Dict] = None,
