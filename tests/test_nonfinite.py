@@ -66,7 +66,7 @@ class Record(Hook):
 
 
 def _runner(tmp_path, values, model=None, optim_wrapper=None, interval=2,
-            **hook):
+            resume_from=None, **hook):
     record = Record()
     runner = Runner(
         model=model or Toy(), work_dir=str(tmp_path),
@@ -84,6 +84,7 @@ def _runner(tmp_path, values, model=None, optim_wrapper=None, interval=2,
                             by_epoch=False, max_keep_ckpts=-1)),
         custom_hooks=[dict(type='mmvlp.NonFiniteLossHook', **hook), record],
         log_processor=dict(by_epoch=False, window_size=1),
+        resume=resume_from is not None, load_from=resume_from,
         log_level='INFO')
     return runner, record
 
@@ -119,6 +120,13 @@ def test_skips_and_counts_nonfinite_losses(tmp_path):
         checkpoint = safe_torch_load(path)
         assert not nonfinite_tensors(
             {k: checkpoint[k] for k in ('state_dict', 'optimizer')}), path
+    # The count continues after a resume.
+    resumed, _ = _runner(tmp_path / 'resumed',
+                         [1, NAN, 1, INF, 1, GRAD_NAN, 1, NAN],
+                         resume_from=str(tmp_path / 'iter_6.pth'))
+    resumed.train()
+    assert resumed.message_hub.get_scalar(
+        'train/nonfinite_steps').current() == 4
 
 
 def test_stops_after_consecutive_nonfinite_losses(tmp_path):
