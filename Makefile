@@ -3,13 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install test test-demo demo demo-backbone demo-tokenizers clean-venv
+.PHONY: help install test test-demo test-reliability demo demo-backbone demo-tokenizers clean-venv
 
 help:
 	@echo "make install  create/reuse $(VENV) and install the pinned stack + mmvlp"
 	@echo "make test     install, then run the test suite"
 	@echo "make demo     install, then the main demo: pretrain a tiny BEiT-3 on generated data (~12 min)"
 	@echo "make test-demo  check the demo's metrics (after make demo)"
+	@echo "make test-reliability  the tests of docs/reliability.md (bad data, kills, NaN, checkpoints, configs)"
 	@echo "make demo-backbone  build a BEiT-3 from a config and print output shapes"
 	@echo "make demo-tokenizers  train the tiny VQ-KD and BSQ-ViT tokenizers on generated data"
 
@@ -39,6 +40,14 @@ demo: install
 
 test-demo: install
 	$(PY) -m pytest tests -m demo
+
+RELIABILITY_TESTS := tests/test_fault_injection.py tests/test_bad_data.py \
+	tests/test_webdataset_shards.py tests/test_interruption.py \
+	tests/test_nonfinite.py tests/test_checkpoint_files.py \
+	tests/test_checkpoint_safety.py tests/test_converter.py \
+	tests/test_config_check.py
+test-reliability: install
+	$(PY) -m pytest $(RELIABILITY_TESTS)
 
 demo-backbone: install
 	$(PY) tools/demo/backbone_shapes.py configs/demo/beit3-tiny-p16_backbone-shapes.py

@@ -6,6 +6,7 @@ those checkpoints carry and refuses everything else.
 """
 import os
 import pickle
+import shutil
 
 import pytest
 import torch
@@ -133,11 +134,23 @@ def test_refuses_pickled_code(tmp_path):
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': ToyModel().state_dict(),
                 'meta': {'note': _Payload(marker)}}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r'system') as info:
+    # The payload is live: unsafe loading runs it.
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(UnsafeCheckpointError,
+                       match=r'carries a pickled `posix\.system`') as info:
         load_checkpoint(ToyModel(), str(path), logger='silent')
     assert 'Nothing from it was executed' in str(info.value)
+    with pytest.raises(UnsafeCheckpointError, match='posix.system'):
+        safe_torch_load(path)
     with pytest.raises(UnsafeCheckpointError):
         _runner(tmp_path, max_iters=1, load_from=str(path)).load_or_resume()
+    # --resume: the work dir's last checkpoint is the crafted file.
+    shutil.copy(path, tmp_path / 'iter_1.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_1.pth'))
+    with pytest.raises(UnsafeCheckpointError):
+        _runner(tmp_path, max_iters=1, resume=True).load_or_resume()
     assert not marker.exists()
 
 

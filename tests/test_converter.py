@@ -1,5 +1,6 @@
 """tools/model_converters/beit3_unilm_to_mmvlp.py on official-format files."""
 import importlib.util
+import os
 import os.path as osp
 
 import pytest
@@ -9,6 +10,7 @@ from mmengine.runner import load_checkpoint
 from helpers.reference import TINY, build_reference, official_checkpoint
 from mmvlp.models import BEiT3
 from mmvlp.models.converters import convert_unilm_beit3, unwrap_checkpoint
+from mmvlp.models.converters.checks import check_against_model
 
 TOOL = osp.join(osp.dirname(__file__), '..', 'tools', 'model_converters',
                 'beit3_unilm_to_mmvlp.py')
@@ -128,3 +130,38 @@ def test_shared_attention_checkpoint(reference):
     model = BEiT3(arch=TINY, img_size=32, layout='shared', num_vl_layers=0)
     result = model.load_state_dict(state_dict, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_check_against_model_lists_the_offending_keys():
+    cfg = dict(arch=TINY, img_size=32)
+    state = BEiT3(**cfg).state_dict()
+    state.pop('cls_token')
+    state['layers.0.adapter.weight'] = torch.zeros(2)
+    state['pos_embed_text'] = torch.zeros(1, 5, 64)
+    with pytest.raises(ValueError) as info:
+        check_against_model(state, BEiT3, cfg, 'BEiT3')
+    message = str(info.value)
+    assert "missing: ['cls_token']" in message
+    assert "unexpected: ['layers.0.adapter.weight']" in message
+    assert 'pos_embed_text: (1, 5, 64) (expected (1, 1022, 64))' in message
+
+
+class _Payload:
+    """Pickles as a call of os.system that would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+def test_tool_refuses_pickled_code(reference, tmp_path, capsys):
+    marker = tmp_path / 'pwned'
+    checkpoint = official_checkpoint(reference)
+    checkpoint['args'] = _Payload(marker)
+    torch.save(checkpoint, tmp_path / 'evil.pth')
+    assert _tool().main([str(tmp_path / 'evil.pth'),
+                         str(tmp_path / 'out.pth')]) == 1
+    assert 'carries a pickled `posix.system`' in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / 'out.pth').exists()

@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import finish_launch, setup_launch
+from mmvlp.utils import check_config, finish_launch, setup_launch
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,6 +25,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where to save logs')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
+    parser.add_argument('--no-config-check', action='store_true',
+                        help='skip mmvlp.utils.check_config (unknown types, '
+                        'BEiT-3 settings that contradict each other)')
     parser.add_argument('--launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
@@ -44,6 +47,8 @@ def main() -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if not args.no_config_check:
+        check_config(cfg)  # before anything is built (docs/reliability.md)
     # CPU-only hosts: gloo group, CPU DDP (see mmvlp/utils/launch.py).
     setup_launch(cfg)
     runner = Runner.from_cfg(cfg)

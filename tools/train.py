@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import finish_launch, setup_launch
+from mmvlp.utils import check_config, finish_launch, setup_launch
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,6 +34,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. '
                         'train_cfg.max_iters=100')
+    parser.add_argument('--no-config-check', action='store_true',
+                        help='skip mmvlp.utils.check_config (unknown types, '
+                        'BEiT-3 settings that contradict each other)')
     parser.add_argument('--launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
@@ -67,6 +70,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    if not args.no_config_check:
+        check_config(cfg)  # before anything is built (docs/reliability.md)
     # CPU-only hosts: gloo group, CPU DDP, fp32 (see mmvlp/utils/launch.py).
     setup_launch(cfg)
     runner = Runner.from_cfg(cfg)

@@ -7,6 +7,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Skips steps whose loss is NaN/inf, stops after 5 in a row and never
+    # saves non-finite weights (docs/reliability.md).
+    nonfinite=dict(type='NonFiniteLossHook', max_consecutive=5),
 )
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
+from mmvlp.datasets.skips import BadDataError, check_caption
 from mmvlp.registry import DATASETS
 
 FORMATS = ('jsonl', 'tsv', 'coco')
@@ -26,7 +27,10 @@ def _detect_format(ann_file: str) -> str:
 def _read_records(ann_file: str, fmt: str) -> List[tuple]:
     """``(image path, caption, other fields)`` of every record."""
     records = []
-    with open(ann_file, encoding='utf-8') as f:
+    # Bytes that are not UTF-8 become lone surrogates: one bad caption is
+    # skipped and counted instead of failing the whole list (the paths keep
+    # their bytes, as os functions read surrogate-escaped names).
+    with open(ann_file, encoding='utf-8', errors='surrogateescape') as f:
         if fmt == 'jsonl':
             for number, line in enumerate(f, 1):
                 if not line.strip():
@@ -72,19 +76,21 @@ def load_image_text_list(ann_file: str,
 
     Returns:
         tuple: The samples (``img_path``, ``caption`` and the record's other
-        fields) and the skipped records by reason (``{'empty_caption': n}``
-        for empty or white-space captions; empty when none).
+        fields) and the skipped records by reason (``empty_caption`` for
+        empty or white-space captions, ``bad_encoding`` for captions that
+        are not valid UTF-8; empty when none).
     """
     fmt = ann_format or _detect_format(ann_file)
-    data_list, empty = [], 0
+    data_list, skips = [], {}
     for path, caption, extra in _read_records(ann_file, fmt):
-        if not isinstance(caption, str) or not caption.strip():
-            empty += 1
+        try:
+            caption = check_caption(caption)
+        except BadDataError as error:
+            skips[error.reason] = skips.get(error.reason, 0) + 1
             continue
         data_list.append(
-            dict(extra, img_path=osp.join(img_prefix, path),
-                 caption=caption.strip()))
-    return data_list, ({'empty_caption': empty} if empty else {})
+            dict(extra, img_path=osp.join(img_prefix, path), caption=caption))
+    return data_list, skips
 
 
 @DATASETS.register_module()
@@ -101,8 +107,9 @@ class ImageTextDataset(BaseDataset):
       ``annotations`` with ``image_id``/``caption``), one sample per caption.
 
     Image paths are relative to ``data_root``/``data_prefix['img_path']``.
-    Records with an empty or whitespace-only caption are skipped, counted and
-    reported (``num_skipped``, ``load_skips``), never silently dropped. With
+    Records with an empty, whitespace-only or non-UTF-8 caption are skipped,
+    counted and reported (``num_skipped``, ``load_skips``), never silently
+    dropped; long captions are kept (``TokenizeText`` truncates them). With
     ``LoadImageSafe`` as the first transform, unreadable images are skipped,
     replaced and counted too (see :mod:`mmvlp.datasets.skips`).
 
@@ -140,7 +147,7 @@ class ImageTextDataset(BaseDataset):
         if self.num_skipped:
             print_log(
                 f'ImageTextDataset({self.ann_file}): skipped '
-                f'{self.num_skipped} record(s) with an empty caption; '
+                f'{self.num_skipped} record(s) ({skips}); '
                 f'{len(data_list)} kept.',
                 logger='current', level=30)
         return data_list

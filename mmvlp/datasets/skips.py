@@ -28,6 +28,7 @@ SKIP_REASONS = (
     'truncated_image',  # a JPEG/PNG that ends early or does not decode
     'not_an_image',  # bytes no image decoder accepts
     'empty_caption',  # a caption that is empty or white space
+    'bad_encoding',  # a caption or text that is not valid UTF-8
     'empty_text',  # a text-corpus document without text
     'missing_field',  # a shard record without its image or caption
     'broken_record',  # a shard record whose fields do not parse
@@ -117,6 +118,30 @@ def skip_counter() -> SkipCounter:
 def record_skip(reason: str, detail: str = '', count: int = 1) -> None:
     """Count a skipped sample in this process (see :class:`SkipCounter`)."""
     skip_counter().record(reason, detail, count)
+
+
+def check_caption(caption, detail: str = '') -> str:
+    """``caption`` without surrounding white space, if it is usable text.
+
+    Annotation lists are read with ``errors='surrogateescape'``, so bytes
+    that are not UTF-8 arrive as lone surrogates (as do ``\\udc..``
+    escapes in JSON); such a caption cannot be tokenized.
+
+    Args:
+        caption: The caption as read (any type).
+        detail (str): Where it comes from, for the error.
+
+    Raises:
+        BadDataError: ``empty_caption`` (not a string, empty or white
+            space) or ``bad_encoding`` (not valid UTF-8).
+    """
+    if not isinstance(caption, str) or not caption.strip():
+        raise BadDataError('empty_caption', detail)
+    try:
+        caption.encode('utf-8')
+    except UnicodeEncodeError:
+        raise BadDataError('bad_encoding', detail) from None
+    return caption.strip()
 
 
 def counts_to_dict(counts) -> Dict[str, int]:

@@ -18,7 +18,8 @@ class TextCorpusDataset(BaseDataset):
     segments of at most ``max_length - 2`` pieces, each a sample
     ``text_ids = [<s>] + pieces + [</s>]`` (an int64 array). Blank lines are
     no documents; documents without any piece (e.g. a jsonl record with an
-    empty ``field``) are skipped and counted (``num_skipped``,
+    empty ``field``) and lines that are not valid UTF-8 are skipped and
+    counted (``empty_text``, ``bad_encoding``; ``num_skipped``,
     ``load_skips`` for :class:`~mmvlp.engine.DataSkipHook`).
 
     Args:
@@ -40,21 +41,26 @@ class TextCorpusDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         tokenizer = self.tokenizer
         step = tokenizer.max_length - 2
-        data_list = []
+        data_list, skips = [], {}
         for document in iter_corpus(self.ann_file, self.field,
                                     keep_empty=True):
+            try:
+                document.encode('utf-8')
+            except UnicodeEncodeError:
+                skips['bad_encoding'] = skips.get('bad_encoding', 0) + 1
+                continue
             pieces = tokenizer.piece_ids(document)
             if not pieces:
-                self.num_skipped += 1
+                skips['empty_text'] = skips.get('empty_text', 0) + 1
                 continue
             for start in range(0, len(pieces), step):
                 ids = [tokenizer.bos_id] + pieces[start:start + step] + [
                     tokenizer.eos_id]
                 data_list.append(dict(text_ids=np.asarray(ids, np.int64)))
-        self.load_skips = (
-            {'empty_text': self.num_skipped} if self.num_skipped else {})
+        self.load_skips = skips
+        self.num_skipped = sum(skips.values())
         if self.num_skipped:
             print_log(f'TextCorpusDataset({self.ann_file}): skipped '
-                      f'{self.num_skipped} document(s) without text.',
+                      f'{self.num_skipped} document(s) ({skips}).',
                       logger='current', level=30)
         return data_list

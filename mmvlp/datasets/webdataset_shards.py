@@ -10,7 +10,8 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import print_log
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mmvlp.datasets.skips import BadDataError, record_skip, skip_counter
+from mmvlp.datasets.skips import (BadDataError, check_caption, record_skip,
+                                  skip_counter)
 from mmvlp.datasets.transforms.loading import LoadImageSafe, decode_image
 from mmvlp.registry import DATASETS, TRANSFORMS, build_scoped
 
@@ -65,12 +66,12 @@ class WebShardDataset(IterableDataset):
       ``LoadImageSafe`` (it passes decoded images through);
       ``mmcv.LoadImageFromFile`` is refused.
     * **Bad data.** A shard that cannot be opened or read to its end, a
-      record without image or caption, an empty caption, an undecodable
-      image: skipped, counted by reason (see :mod:`mmvlp.datasets.skips`)
-      and carried as ``skipped`` by the next sample to
-      :class:`~mmvlp.engine.DataSkipHook`. The stream simply moves on, so
-      batches stay full. (A shard cut exactly between two records cannot
-      be told from a shorter one; compare ``num_samples``.)
+      record without image or caption, an empty or non-UTF-8 caption, an
+      undecodable image: skipped, counted by reason (see
+      :mod:`mmvlp.datasets.skips`) and carried as ``skipped`` by the next
+      sample to :class:`~mmvlp.engine.DataSkipHook`. The stream simply
+      moves on, so batches stay full. (A shard cut exactly between two
+      records cannot be told from a shorter one; compare ``num_samples``.)
 
     mmengine's Runner builds it like any dataset; a ``DataLoader`` refuses a
     sampler for an iterable dataset, so give ``sampler=None`` (the key is
@@ -263,7 +264,11 @@ class WebShardDataset(IterableDataset):
                 elif caption_key in record:
                     try:
                         caption = record[caption_key].decode('utf-8')
-                    except (AttributeError, UnicodeDecodeError) as error:
+                    except UnicodeDecodeError as error:
+                        raise BadDataError(
+                            'bad_encoding',
+                            f'{where}.{caption_key}: {error}') from None
+                    except AttributeError as error:
                         raise BadDataError(
                             'broken_record',
                             f'{where}.{caption_key}: {error}') from None
@@ -274,9 +279,7 @@ class WebShardDataset(IterableDataset):
                     'missing_field',
                     f'{where} has no caption in '
                     f'{"/".join(self.caption_keys)} (fields: {fields})')
-            if not isinstance(caption, str) or not caption.strip():
-                raise BadDataError('empty_caption', where)
-            results['caption'] = caption.strip()
+            results['caption'] = check_caption(caption, where)
         img = decode_image(record[image_key], self.color_type,
                            self.imdecode_backend, f'{where}.{image_key}')
         results.update(img=img, img_shape=img.shape[:2],

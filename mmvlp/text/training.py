@@ -6,6 +6,7 @@ import tempfile
 from typing import Iterator, Optional
 
 import sentencepiece as spm
+from mmengine.logging import print_log
 
 
 def iter_corpus(path: str, field: Optional[str] = None,
@@ -14,8 +15,12 @@ def iter_corpus(path: str, field: Optional[str] = None,
 
     Blank lines are never documents; with ``keep_empty``, a jsonl record
     whose ``field`` is empty is yielded as ``''`` (so that it can be counted).
+    The file is read with ``errors='surrogateescape'``: a line that is not
+    valid UTF-8 is yielded with lone surrogates in place of its bad bytes
+    (``text.encode('utf-8')`` fails on it), so the caller can skip and count
+    it instead of losing the whole file.
     """
-    with open(path, encoding='utf-8') as f:
+    with open(path, encoding='utf-8', errors='surrogateescape') as f:
         for number, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -57,11 +62,19 @@ def train_sentencepiece(corpus: str,
     os.makedirs(osp.dirname(osp.abspath(out_prefix)), exist_ok=True)
     with tempfile.NamedTemporaryFile('w', suffix='.txt', delete=False,
                                      encoding='utf-8') as f:
-        count = 0
+        count = undecodable = 0
         for line in iter_corpus(corpus, field):
+            try:
+                line.encode('utf-8')
+            except UnicodeEncodeError:
+                undecodable += 1
+                continue
             f.write(line + '\n')
             count += 1
         text_file = f.name
+    if undecodable:
+        print_log(f'{corpus}: skipped {undecodable} line(s) that are not '
+                  'valid UTF-8.', logger='current', level=30)
     if count == 0:
         os.remove(text_file)
         raise ValueError(f'{corpus} holds no text to train on.')

@@ -13,6 +13,7 @@ it from doing so, so new checkpoints hold data only.
 """
 import contextlib
 import functools
+import os
 import pickle
 import re
 from typing import Callable, Iterator, List
@@ -81,6 +82,23 @@ def _refusal(source: str, error: Exception) -> UnsafeCheckpointError:
         '`torch.load(path, weights_only=False)` and save its `state_dict`.')
 
 
+def _unreadable(source, error: Exception) -> Exception:
+    """A clearer error for a checkpoint that is cut short (e.g. by a kill
+    while it was written without mmvlp), else ``error`` itself."""
+    from .checkpoint_files import checkpoint_problem
+    if not isinstance(source, (str, os.PathLike)):
+        return error
+    problem = checkpoint_problem(os.fspath(source))
+    if problem is None:
+        return error
+    return RuntimeError(
+        f'Cannot load {os.fspath(source)}: the file {problem}. A run killed '
+        'while saving leaves such a file when it was written without mmvlp '
+        '(mmvlp writes checkpoints atomically). Use an earlier checkpoint; '
+        'tools/train.py --resume without a path picks the newest complete '
+        f'one. ({error})')
+
+
 def safe_torch_load(path, map_location=None):
     """``torch.load(..., weights_only=True)`` with mmengine types allowed.
 
@@ -97,6 +115,11 @@ def safe_torch_load(path, map_location=None):
                               weights_only=True)
         except pickle.UnpicklingError as error:
             raise _refusal(str(path), error) from None
+        except RuntimeError as error:
+            clearer = _unreadable(path, error)
+            if clearer is error:
+                raise
+            raise clearer from None
 
 
 def _safe_loader(loader: Callable) -> Callable:
@@ -113,6 +136,11 @@ def _safe_loader(loader: Callable) -> Callable:
                 if isinstance(error, UnsafeCheckpointError):
                     raise
                 raise _refusal(str(filename), error) from None
+            except RuntimeError as error:
+                clearer = _unreadable(filename, error)
+                if clearer is error:
+                    raise
+                raise clearer from None
 
     wrapped._mmvlp_safe = True
     return wrapped

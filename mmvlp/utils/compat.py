@@ -4,6 +4,8 @@ Each fix patches behaviour in memory (never another package's files), is
 idempotent and is listed in the README's "Compatibility" section with the test
 that shows it.
 """
+from .checkpoint_files import (install_atomic_checkpoint_saving,
+                               install_resumable_checkpoint_search)
 from .checkpoint_safety import (install_safe_checkpoint_loading,
                                 patch_history_buffer_pickling)
 
@@ -17,4 +19,6 @@ def apply_compat_patches() -> None:
         return
     patch_history_buffer_pickling()
     install_safe_checkpoint_loading()
+    install_atomic_checkpoint_saving()
+    install_resumable_checkpoint_search()
     _APPLIED = True

@@ -1,10 +1,12 @@
 """Training hooks."""
 from .codebook_health import CodebookHealthHook, find_quantizers
 from .data_skip import DataSkipHook
+from .nonfinite import NonFiniteLossHook, nonfinite_tensors
 from .tokenizer_visualization import (TokenizerVisualizationHook,
                                       token_map_colors)
 
 __all__ = [
     'CodebookHealthHook', 'find_quantizers', 'DataSkipHook',
+    'NonFiniteLossHook', 'nonfinite_tensors',
     'TokenizerVisualizationHook', 'token_map_colors'
 ]

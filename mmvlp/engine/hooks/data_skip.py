@@ -61,15 +61,17 @@ class DataSkipHook(Hook):
         max_skip_rate (float, optional): Stop training (``RuntimeError``
             naming the worst source) when a source has skipped more than
             this fraction of the samples it has seen; also checked against
-            the annotation-list skips before training. None: never stop.
-        min_samples (int): Samples a source must have seen before its rate
-            is checked (one bad file in the first batch is no trend).
+            the annotation-list skips before training. Defaults to 0.01
+            (1%). None: never stop.
+        min_samples (int): Samples a source must have seen (or records its
+            annotation list must hold) before its rate is checked: one bad
+            file in the first batch is no trend.
     """
     priority = 'ABOVE_NORMAL'  # before LoggerHook reads the message hub
 
     def __init__(self,
                  interval: Optional[int] = None,
-                 max_skip_rate: Optional[float] = None,
+                 max_skip_rate: Optional[float] = 0.01,
                  min_samples: int = 1000) -> None:
         if interval is not None and interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}.')
@@ -147,16 +149,19 @@ class DataSkipHook(Hook):
                 'Records skipped while reading the annotation lists: ' +
                 self._describe())
         if self.max_skip_rate is not None:
+            rates = {}
             for name, ldr in loaders.items():
                 skipped = sum(self.load_skips[name].values())
                 try:
                     kept = len(ldr.dataset)
                 except TypeError:  # a stream of unknown length
                     continue
-                if skipped and skipped / (kept + skipped) > \
-                        self.max_skip_rate:
-                    self._stop(name, skipped / (kept + skipped),
-                               self.load_skips[name], 'its annotation list')
+                if skipped and kept + skipped >= max(self.min_samples, 1):
+                    rates[name] = skipped / (kept + skipped)
+            worst = max(rates, key=rates.get, default=None)
+            if worst is not None and rates[worst] > self.max_skip_rate:
+                self._stop(worst, rates[worst], self.load_skips[worst],
+                           'its annotation list')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
