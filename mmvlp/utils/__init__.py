@@ -3,11 +3,13 @@ launch-time setup of the tools (CPU-only distributed runs)."""
 from .checkpoint_safety import (UnsafeCheckpointError, checkpoint_safe_globals,
                                 install_safe_checkpoint_loading,
                                 patch_history_buffer_pickling, safe_torch_load)
+from .batch_scaling import report_batch, set_accumulation
 from .compat import apply_compat_patches
-from .launch import finish_launch, setup_launch
+from .launch import build_runner, finish_launch, setup_launch
 
 __all__ = [
     'UnsafeCheckpointError', 'checkpoint_safe_globals', 'safe_torch_load',
     'install_safe_checkpoint_loading', 'patch_history_buffer_pickling',
-    'apply_compat_patches', 'setup_launch', 'finish_launch'
+    'apply_compat_patches', 'setup_launch', 'build_runner', 'finish_launch',
+    'set_accumulation', 'report_batch'
 ]

@@ -6,6 +6,7 @@ that shows it.
 """
 from .checkpoint_safety import (install_safe_checkpoint_loading,
                                 patch_history_buffer_pickling)
+from .strategy_compat import apply_strategy_patches
 
 _APPLIED = False
 
@@ -17,4 +18,5 @@ def apply_compat_patches() -> None:
         return
     patch_history_buffer_pickling()
     install_safe_checkpoint_loading()
+    apply_strategy_patches()
     _APPLIED = True
