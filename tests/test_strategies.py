@@ -25,7 +25,10 @@ step; measured differences were below 1e-6 for the first three):
   which weights the samples differently (not a bug: any data-parallel
   BEiT-3 does this): ``BATCH_TOL`` = 1% (measured up to ~0.2%).
 
-Run time on 2 shared CPU cores: see the README / report (~3-4 minutes).
+The launches run CPU-only (``CUDA_VISIBLE_DEVICES=''``) on any host. Run
+time measured on 2 CPU cores shared with other jobs (load average 6-7):
+3 min 47 s for the file (2 min 16 s user CPU), of which 3 min for the two
+launches and 24 s for the tools/train.py run.
 """
 import json
 import os
@@ -194,7 +197,6 @@ def _consolidated(runs, name):
 
 
 # ------------------------------------------------------------ the matrix
-@cpu_only
 def test_every_run_wrote_its_final_checkpoint(runs):
     # Rank 1 has been seen to abort at exit on this stack: the checkpoint
     # is what counts, not only the exit code.
@@ -206,7 +208,6 @@ def test_every_run_wrote_its_final_checkpoint(runs):
         assert runs['records'][name]['steps'][-1]['iter'] == iters, name
 
 
-@cpu_only
 @pytest.mark.parametrize('strategy,precision', MATRIX)
 def test_two_processes_match_one_process(runs, strategy, precision):
     records = runs['records']
@@ -224,7 +225,6 @@ def test_two_processes_match_one_process(runs, strategy, precision):
     assert abs(two[-1] - two[0]) > 50 * EXACT[precision] * abs(two[0])
 
 
-@cpu_only
 def test_fp32_strategies_agree_with_ddp(runs):
     records = runs['records']
     ddp = _losses(records[_name('ddp', 'fp32', '2p')])
@@ -243,7 +243,6 @@ def test_fp32_strategies_agree_with_ddp(runs):
                f'{strategy} bf16 vs DDP fp32')
 
 
-@cpu_only
 @pytest.mark.parametrize('strategy,precision',
                          MATRIX + [('fsdp_sharded', 'fp32')])
 def test_resume_continues_identically(runs, strategy, precision):
@@ -263,7 +262,6 @@ def test_resume_continues_identically(runs, strategy, precision):
                                    msg=f'{name} {key}')
 
 
-@cpu_only
 @pytest.mark.parametrize('strategy,precision',
                          MATRIX + [('fsdp_sharded', 'fp32')])
 def test_consolidated_checkpoint_loads_into_beit3(runs, strategy, precision,
@@ -294,7 +292,6 @@ def test_consolidated_checkpoint_loads_into_beit3(runs, strategy, precision,
                                state['backbone.patch_embed.proj.weight'])
 
 
-@cpu_only
 def test_consolidation_tool(runs, tmp_path):
     name = _name('zero3', 'bf16', '2p')
     out = str(tmp_path / 'zero3.pth')
@@ -316,7 +313,6 @@ def test_consolidation_tool(runs, tmp_path):
         assert torch.equal(saved['state_dict'][key], value), key
 
 
-@cpu_only
 @pytest.mark.parametrize('strategy,precision', MATRIX)
 def test_activation_checkpointing_recomputes_and_saves_memory(
         runs, strategy, precision):
@@ -332,7 +328,6 @@ def test_activation_checkpointing_recomputes_and_saves_memory(
     assert saved_cp < 0.5 * saved, (strategy, saved_cp, saved)
 
 
-@cpu_only
 def test_fsdp_clips_with_the_norm_of_the_whole_model(runs):
     records = runs['records']
     ddp = _losses(records['ddp_clip_2p'])
@@ -345,7 +340,6 @@ def test_fsdp_clips_with_the_norm_of_the_whole_model(runs):
     assert abs(ddp[1] - unclipped[1]) > 1e-3
 
 
-@cpu_only
 def test_fsdp_full_optimizer_state_keeps_both_moments(runs):
     name = _name('fsdp', 'fp32', '2p')
     with open(osp.join(runs['out'], name, 'fsdp_offload_probe.json')) as f:
@@ -364,7 +358,6 @@ def test_fsdp_full_optimizer_state_keeps_both_moments(runs):
                    for s in moments)
 
 
-@cpu_only
 def test_fsdp_sharded_consolidation_equals_full_state_dict(runs):
     sharded = _consolidated(runs, 'fsdp_sharded_2p')
     full = _consolidated(runs, _name('fsdp', 'fp32', '2p'))
@@ -375,7 +368,6 @@ def test_fsdp_sharded_consolidation_equals_full_state_dict(runs):
                                    atol=1e-6, msg=key)
 
 
-@cpu_only
 def test_one_process_deepspeed_needs_no_torchrun(runs):
     log = runs['logs'][1]
     assert 'DeepSpeedStrategy in one process: starting a one-process group' \
@@ -383,7 +375,6 @@ def test_one_process_deepspeed_needs_no_torchrun(runs):
     assert 'mpi4py' not in log
 
 
-@cpu_only
 def test_train_py_trains_a_tokenizer_under_deepspeed(runs, tmp_path):
     """tools/train.py in one process (no torchrun) on a config that
     inherits the VQ-KD demo recipe and the ZeRO-2 bf16 strategy file, with

@@ -11,10 +11,12 @@ both also run on CPU-only hosts (gloo, one thread per process). The
 effective batch and learning rate are printed at the start.
 """
 import argparse
+import logging
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
 from mmvlp.utils import (build_runner, finish_launch, report_batch,
@@ -66,6 +68,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.amp and cfg.get('strategy') is None:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif args.amp:
+        print_log('--amp is ignored for configs with a strategy: DeepSpeed '
+                  'takes bf16/fp16 from the strategy, FSDP the optimizer '
+                  "wrapper's AmpOptimWrapper.", logger='current',
+                  level=logging.WARNING)
     set_accumulation(cfg, args.accumulate)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
