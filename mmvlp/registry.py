@@ -91,7 +91,7 @@ VISBACKENDS = _child('vis backend', MMENGINE_VISBACKENDS)
 
 # Inference and plain functions (e.g. collate functions).
 INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS)
-FUNCTIONS = _child('function', MMENGINE_FUNCTIONS)
+FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, 'mmvlp.engine')
 
 
 def build_scoped(registry: Registry, cfg: dict):

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os.path as osp
 import tarfile
+import zlib
 
 import mmcv
 import numpy as np
@@ -193,3 +194,50 @@ def test_truncated_tar_without_error_is_a_missing_field(shards, tmp_path):
     assert len(samples) == 1
     assert _counts([dict(skipped=samples[0]['skipped'][None])]) == dict(
         missing_field=1)
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_endless_stream_resumes_without_decoding(shards, monkeypatch,
+                                                 num_workers):
+    _, pairs, _ = shards
+
+    def loader():
+        dataset = WebShardDataset(
+            pairs['urls'], shuffle_buffer=4, repeat=True,
+            pipeline=[dict(type='PackFields', keys=('img', 'sample_key'))])
+        dataset.pipeline.transforms.insert(0, _key_field)
+        return MultiSourceLoader(dict(pair=DataLoader(
+            dataset, batch_size=2, num_workers=num_workers)))
+
+    def take(multi, count):
+        stream = iter(multi)
+        return [next(stream)['pair']['inputs'] for _ in range(count)]
+
+    whole = take(loader(), 11)  # 22 records: across an epoch boundary
+    decoded = []
+    if num_workers == 0:
+        prepare = WebShardDataset._prepare
+
+        def counting(self, record, decode=True):
+            decoded.append(decode)
+            return prepare(self, record, decode)
+
+        monkeypatch.setattr(WebShardDataset, '_prepare', counting)
+    resumed = loader()
+    resumed.seek(7)
+    rest = take(resumed, 4)
+    for got, want in zip(rest, whole[7:]):
+        assert torch.equal(got['sample_key'], want['sample_key'])
+        assert torch.equal(got['img'], want['img'])
+    if num_workers == 0:
+        # 14 records skipped undecoded; 8 delivered + 1 held back decoded.
+        assert decoded.count(False) == 14
+        assert decoded.count(True) == 9
+    with pytest.raises(ValueError, match='repeat=True'):
+        WebShardDataset(pairs['urls']).seek(1, 2)
+
+
+def _key_field(results):
+    """The record key as a number (PackFields packs tensors)."""
+    results['sample_key'] = zlib.crc32(results['img_path'].encode())
+    return results

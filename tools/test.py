@@ -12,10 +12,10 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import check_config, finish_launch, setup_launch
+from mmvlp.utils import (build_runner, check_config, finish_launch,
+                         setup_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,7 +51,7 @@ def main() -> None:
         check_config(cfg)  # before anything is built (docs/reliability.md)
     # CPU-only hosts: gloo group, CPU DDP (see mmvlp/utils/launch.py).
     setup_launch(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     metrics = runner.test()
     for name, value in metrics.items():
         print(f'{name}: {value}')

@@ -1,21 +1,26 @@
-"""Train a model from an mmvlp config with mmengine's Runner.
+"""Train a model from an mmvlp config with mmengine's Runner (DDP) or, for
+configs with a ``strategy`` (DeepSpeed, FSDP), its FlexibleRunner.
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--cfg-options key=value ...] [--launcher none|pytorch|slurm]
+        [--accumulate N] [--cfg-options key=value ...]
+        [--launcher none|pytorch|slurm]
 
 Several processes: tools/dist_train.sh (torchrun) or tools/slurm_train.sh;
-both also run on CPU-only hosts (gloo, one thread per process).
+both also run on CPU-only hosts (gloo, one thread per process). The
+effective batch and learning rate are printed at the start.
 """
 import argparse
+import logging
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.logging import print_log
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import check_config, finish_launch, setup_launch
+from mmvlp.utils import (build_runner, check_config, finish_launch,
+                         report_batch, set_accumulation, setup_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,7 +35,13 @@ def parse_args() -> argparse.Namespace:
         help='resume from CKPT, or from the latest checkpoint in the work '
         'dir when no path is given')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (AmpOptimWrapper)')
+                        help='automatic mixed precision (AmpOptimWrapper; '
+                        'DeepSpeed configs set bf16/fp16 in the strategy)')
+    parser.add_argument(
+        '--accumulate', type=int, default=1, metavar='N',
+        help='accumulate gradients over N iterations per optimizer step; '
+        'iteration-based schedules and hook intervals are multiplied by N '
+        'so they stay in optimizer steps')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. '
                         'train_cfg.max_iters=100')
@@ -57,9 +68,15 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
+    if args.amp and cfg.get('strategy') is None:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif args.amp:
+        print_log('--amp is ignored for configs with a strategy: DeepSpeed '
+                  'takes bf16/fp16 from the strategy, FSDP the optimizer '
+                  "wrapper's AmpOptimWrapper.", logger='current',
+                  level=logging.WARNING)
+    set_accumulation(cfg, args.accumulate)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -72,9 +89,11 @@ def main() -> None:
     cfg = merge_args(Config.fromfile(args.config), args)
     if not args.no_config_check:
         check_config(cfg)  # before anything is built (docs/reliability.md)
-    # CPU-only hosts: gloo group, CPU DDP, fp32 (see mmvlp/utils/launch.py).
+    # Strategies (DeepSpeed, FSDP); CPU-only hosts: gloo group, CPU
+    # wrappers, fp32 (see mmvlp/utils/launch.py).
     setup_launch(cfg)
-    runner = Runner.from_cfg(cfg)
+    report_batch(cfg)
+    runner = build_runner(cfg)
     runner.train()
     finish_launch()
 

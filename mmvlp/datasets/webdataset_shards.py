@@ -65,6 +65,16 @@ class WebShardDataset(IterableDataset):
       Image-text pipelines work unchanged when they start with
       ``LoadImageSafe`` (it passes decoded images through);
       ``mmcv.LoadImageFromFile`` is refused.
+    * **Resuming.** With ``repeat=True`` a reader's stream is a function of
+      the seed, the epoch, the rank and the worker, and a dataloader takes
+      its batches from the workers in turn. :meth:`seek` (called by
+      :class:`~mmvlp.engine.MultiSourceLoader` when training resumes) makes
+      every reader skip the records of the batches already trained on
+      without decoding them or running the pipeline: only the tar files
+      are read up to there. The resumed stream is the uninterrupted one as
+      long as every record up to there decoded and passed the pipeline
+      (``make_shards.py`` checks every image when writing); a record that
+      failed then shifts the resumed stream by one.
     * **Bad data.** A shard that cannot be opened or read to its end, a
       record without image or caption, an empty or non-UTF-8 caption, an
       undecodable image: skipped, counted by reason (see
@@ -170,6 +180,8 @@ class WebShardDataset(IterableDataset):
                            if world_size is None else world_size)
         self.epoch = 0
         self._warned_uneven = False
+        self._seek: Optional[tuple] = None
+        self._fast_forward = 0
 
     @property
     def metainfo(self) -> dict:
@@ -179,6 +191,22 @@ class WebShardDataset(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch ``epoch`` (shuffles depend on it)."""
         self.epoch = epoch
+
+    def seek(self, batches: int, batch_size: int) -> None:
+        """Start the next pass after ``batches`` batches of ``batch_size``
+        (in a dataloader with any number of workers), skipping what comes
+        before without decoding it. Needs ``repeat=True`` (a finite stream
+        ends at different points per worker).
+
+        Raises:
+            ValueError: ``repeat`` is off or the arguments are negative.
+        """
+        if not self.repeat:
+            raise ValueError('WebShardDataset.seek needs repeat=True.')
+        if batches < 0 or batch_size < 1:
+            raise ValueError(f'Cannot seek to {batches} batches of '
+                             f'{batch_size}.')
+        self._seek = (batches, batch_size)
 
     def __len__(self) -> int:
         if self.num_samples is None:
@@ -232,8 +260,9 @@ class WebShardDataset(IterableDataset):
 
         return wds.tarfile_to_samples(handler=handler)(source())
 
-    def _prepare(self, record: dict) -> dict:
-        """The pipeline input of a raw record.
+    def _prepare(self, record: dict, decode: bool = True) -> dict:
+        """The pipeline input of a raw record (without the image when
+        ``decode`` is False).
 
         Raises:
             BadDataError: The record cannot be used.
@@ -280,6 +309,8 @@ class WebShardDataset(IterableDataset):
                     f'{where} has no caption in '
                     f'{"/".join(self.caption_keys)} (fields: {fields})')
             results['caption'] = check_caption(caption, where)
+        if not decode:
+            return results
         img = decode_image(record[image_key], self.color_type,
                            self.imdecode_backend, f'{where}.{image_key}')
         results.update(img=img, img_shape=img.shape[:2],
@@ -290,6 +321,16 @@ class WebShardDataset(IterableDataset):
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
         epoch = self.epoch
+        if self._seek is not None:
+            # Batch i of the dataloader came from worker i % num_workers; a
+            # new dataloader starts again with worker 0, so worker w takes
+            # the stream of worker (w + batches) % num_workers and skips
+            # that stream's part of the first `batches` batches.
+            batches, batch_size = self._seek
+            self._seek = None
+            worker = (worker + batches) % num_workers
+            self._fast_forward = len(range(worker, batches,
+                                           num_workers)) * batch_size
         while True:
             self.epoch = epoch + 1  # this copy's next pass (class docstring)
             delivered = yield from self._epoch(epoch, worker, num_workers)
@@ -325,6 +366,15 @@ class WebShardDataset(IterableDataset):
         counter = skip_counter()
         previous, delivered = None, 0
         for record in records:
+            if self._fast_forward:
+                # Resuming: trained on before; its skips were counted then.
+                try:
+                    self._prepare(record, decode=False)
+                except BadDataError:
+                    continue
+                self._fast_forward -= 1
+                delivered += 1
+                continue
             try:
                 results = self._prepare(record)
             except BadDataError as error:

@@ -1,5 +1,6 @@
 """Utilities: compatibility fixes for the pinned OpenMMLab stack and the
 launch-time setup of the tools (CPU-only distributed runs)."""
+from .batch_scaling import report_batch, set_accumulation
 from .checkpoint_files import (atomic_write_bytes, checkpoint_problem,
                                find_resumable_checkpoint)
 from .checkpoint_safety import (UnsafeCheckpointError, checkpoint_safe_globals,
@@ -7,12 +8,13 @@ from .checkpoint_safety import (UnsafeCheckpointError, checkpoint_safe_globals,
                                 patch_history_buffer_pickling, safe_torch_load)
 from .compat import apply_compat_patches
 from .config_check import ConfigError, check_config
-from .launch import finish_launch, setup_launch
+from .launch import build_runner, finish_launch, setup_launch
 
 __all__ = [
     'UnsafeCheckpointError', 'checkpoint_safe_globals', 'safe_torch_load',
     'install_safe_checkpoint_loading', 'patch_history_buffer_pickling',
     'apply_compat_patches', 'atomic_write_bytes', 'checkpoint_problem',
     'find_resumable_checkpoint', 'ConfigError', 'check_config',
-    'setup_launch', 'finish_launch'
+    'setup_launch', 'build_runner', 'finish_launch', 'set_accumulation',
+    'report_batch'
 ]

@@ -8,6 +8,7 @@ from .checkpoint_files import (install_atomic_checkpoint_saving,
                                install_resumable_checkpoint_search)
 from .checkpoint_safety import (install_safe_checkpoint_loading,
                                 patch_history_buffer_pickling)
+from .strategy_compat import apply_strategy_patches
 
 _APPLIED = False
 
@@ -21,4 +22,5 @@ def apply_compat_patches() -> None:
     install_safe_checkpoint_loading()
     install_atomic_checkpoint_saving()
     install_resumable_checkpoint_search()
+    apply_strategy_patches()
     _APPLIED = True

@@ -16,12 +16,30 @@ section 4):
   ``OMP_NUM_THREADS`` every process gets one thread.
 * ``AmpOptimWrapper`` asserts a GPU: mmvlp falls back to the fp32
   ``OptimWrapper`` with a warning, so the paper recipes can be smoke-tested.
+* ``FSDPStrategy`` gives FSDP ``device_id=LOCAL_RANK`` (a CUDA device) and
+  ``DDPStrategy`` gives DDP ``device_ids=[LOCAL_RANK]``: mmvlp sets
+  ``device_id='cpu'`` / ``device_ids=None`` in the strategy's
+  ``model_wrapper``.
 
-On hosts with CUDA (or NPU, MLU, MUSA) nothing changes:
-mmengine's own setup runs as usual.
+On hosts with CUDA (or NPU, MLU, MUSA) mmengine's own setup runs as usual.
+
+Configs with a ``strategy`` (``FlexibleRunner``) get, on every host
+(:func:`setup_strategy`):
+
+* ``DeepSpeedStrategy``: the recipe's ``optim_wrapper`` becomes a
+  ``DeepSpeedOptimWrapper`` (its ``clip_grad`` moves to the strategy's
+  ``gradient_clipping``, ``accumulative_counts`` to
+  ``gradient_accumulation_steps``; precision comes from the strategy's
+  ``bf16``/``fp16``), ``inputs_to_half=['inputs']`` when bf16/fp16 is on,
+  ``TORCH_EXTENSIONS_DIR`` defaults to a cache of mmvlp's (deepspeed
+  compiles a communication op there once), and a single process
+  (``--launcher none``) starts a one-process group itself (deepspeed would
+  otherwise look for MPI and ask for ``mpi4py``).
 """
 import logging
 import os
+import os.path as osp
+import socket
 from typing import Optional
 from unittest import mock
 
@@ -37,7 +55,9 @@ from torch.nn.parallel import DistributedDataParallel
 __all__ = [
     'LAUNCHERS', 'accelerator_available', 'limit_cpu_threads',
     'init_cpu_process_group', 'cpu_model_wrapper_cfg',
-    'cpu_optim_wrapper_cfg', 'setup_launch', 'finish_launch'
+    'cpu_optim_wrapper_cfg', 'cpu_strategy_cfg', 'strategy_type',
+    'deepspeed_optim_wrapper_cfg', 'setup_strategy', 'setup_launch',
+    'build_runner', 'finish_launch'
 ]
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -197,14 +217,203 @@ def cpu_optim_wrapper_cfg(cfg: Config) -> None:
                 candidate.pop(key, None)
 
 
+def strategy_type(cfg: Config) -> Optional[str]:
+    """The class name of the config's ``strategy`` (``'DeepSpeedStrategy'``,
+    ``'FSDPStrategy'``, ...), or None for ``Runner`` configs.
+
+    Args:
+        cfg (Config): The run's config.
+    """
+    strategy = cfg.get('strategy')
+    if strategy is None:
+        return None
+    kind = strategy.get('type') if isinstance(strategy, dict) else strategy
+    if isinstance(kind, type):
+        return kind.__name__
+    kind = type(kind).__name__ if not isinstance(kind, str) else kind
+    return kind.split('.')[-1]
+
+
+def cpu_strategy_cfg(cfg: Config) -> None:
+    """Keep a ``FlexibleRunner`` strategy's wrapper on the CPU (in place).
+
+    ``FSDPStrategy`` passes ``device_id=LOCAL_RANK`` to FSDP and
+    ``DDPStrategy`` ``device_ids=[LOCAL_RANK]`` to DDP, both CUDA devices:
+    mmvlp sets ``model_wrapper.device_id='cpu'`` / ``device_ids=None``.
+
+    Args:
+        cfg (Config): The run's config.
+
+    Raises:
+        ValueError: The wrapper names CUDA devices.
+    """
+    kind = strategy_type(cfg)
+    if kind not in ('FSDPStrategy', 'DDPStrategy'):
+        return
+    strategy = cfg.strategy
+    wrapper = strategy.get('model_wrapper') or {}
+    if kind == 'FSDPStrategy':
+        wrapper.setdefault('type', 'MMFullyShardedDataParallel')
+        device = wrapper.get('device_id')
+        if device not in (None, 'cpu'):
+            raise ValueError(
+                f'strategy.model_wrapper.device_id={device!r} names a CUDA '
+                'device, but this host has none: drop it (mmvlp sets "cpu").')
+        wrapper['device_id'] = 'cpu'
+    else:
+        wrapper.setdefault('type', 'MMDistributedDataParallel')
+        wrapper.setdefault('broadcast_buffers', False)
+        if wrapper.get('device_ids') is not None:
+            raise ValueError(
+                f'strategy.model_wrapper.device_ids={wrapper["device_ids"]} '
+                'names CUDA devices, but this host has none: drop them.')
+        wrapper['device_ids'] = None
+    strategy['model_wrapper'] = wrapper
+
+
+def deepspeed_optim_wrapper_cfg(cfg: Config) -> None:
+    """Turn the recipe's optimizer wrapper into DeepSpeed's (in place).
+
+    ``DeepSpeedOptimWrapper`` takes the optimizer only; what the recipes put
+    in their ``OptimWrapper``/``AmpOptimWrapper`` moves to the strategy,
+    which hands it to the DeepSpeed engine:
+
+    * ``clip_grad=dict(max_norm=M)`` -> ``gradient_clipping=M``, and no
+      ``clip_grad`` -> ``gradient_clipping=0`` (deepspeed 0.19 would clip
+      at norm 1.0 by default);
+    * ``accumulative_counts=N`` -> ``gradient_accumulation_steps=N``;
+    * ``dtype``/``loss_scale`` are dropped: precision is the strategy's
+      ``bf16=dict(enabled=True)`` or ``fp16=...``;
+    * with bf16/fp16 enabled, ``inputs_to_half`` defaults to ``['inputs']``
+      (the floating-point tensors of the model inputs; ids and masks keep
+      their dtype).
+
+    ``optimizer``, ``paramwise_cfg`` and ``constructor`` are kept.
+
+    Args:
+        cfg (Config): The run's config with a ``DeepSpeedStrategy``.
+
+    Raises:
+        ValueError: A setting is given twice with different values, or
+            cannot be expressed (value clipping, several optimizers).
+    """
+    strategy = cfg.strategy
+    for key in ('bf16', 'fp16'):
+        if (strategy.get(key) or {}).get('enabled', False):
+            strategy.setdefault('inputs_to_half', ['inputs'])
+    wrapper = cfg.get('optim_wrapper')
+    if not isinstance(wrapper, dict):
+        return
+    kind = wrapper.get('type', 'OptimWrapper')
+    if kind == 'DeepSpeedOptimWrapper':
+        return
+    if kind not in ('OptimWrapper', 'AmpOptimWrapper') or \
+            'optimizer' not in wrapper:
+        raise ValueError(
+            f'DeepSpeedStrategy trains one optimizer; optim_wrapper of type '
+            f'{kind!r} without a single `optimizer` cannot be moved to '
+            'DeepSpeed. Use the Runner (DDP) or FSDPStrategy for it.')
+    moved = []
+
+    def move(value, key: str, what: str) -> None:
+        current = strategy.get(key)
+        if current is not None and current != value:
+            raise ValueError(
+                f'optim_wrapper.{what} ({value}) and strategy.{key} '
+                f'({current}) disagree; set one of them.')
+        strategy[key] = value
+        moved.append(f'{what} -> strategy.{key}={value}')
+
+    clip = wrapper.pop('clip_grad', None)
+    if clip:
+        if clip.get('type', 'norm') != 'norm':
+            raise ValueError('DeepSpeed clips by the gradient norm only; '
+                             f'optim_wrapper.clip_grad={dict(clip)}.')
+        move(clip['max_norm'], 'gradient_clipping', 'clip_grad.max_norm')
+    elif strategy.get('gradient_clipping') is None:
+        # deepspeed 0.19 clips at norm 1.0 unless told otherwise; a recipe
+        # without clip_grad does not clip under DDP or FSDP either.
+        strategy['gradient_clipping'] = 0.
+        moved.append('no clip_grad -> strategy.gradient_clipping=0.0 '
+                     "(deepspeed's default would clip at 1.0)")
+    counts = wrapper.pop('accumulative_counts', 1)
+    if counts != 1 or strategy.get('gradient_accumulation_steps'):
+        move(counts, 'gradient_accumulation_steps', 'accumulative_counts')
+    dropped = [key for key in ('dtype', 'loss_scale', 'use_fsdp')
+               if wrapper.pop(key, None) is not None]
+    wrapper['type'] = 'DeepSpeedOptimWrapper'
+    precision = next((key for key in ('bf16', 'fp16')
+                      if (strategy.get(key) or {}).get('enabled', False)),
+                     'fp32')
+    print_log(
+        f'DeepSpeedStrategy: optim_wrapper {kind} -> DeepSpeedOptimWrapper'
+        f'{"; " + "; ".join(moved) if moved else ""}; precision '
+        f'{precision} from the strategy'
+        f'{" (ignored " + ", ".join(dropped) + ")" if dropped else ""}.',
+        logger='current')
+
+
+def _default_extensions_dir() -> str:
+    cache = os.environ.get('MMVLP_CACHE_DIR') or osp.join(
+        osp.expanduser('~'), '.cache', 'mmvlp')
+    return osp.join(cache, 'torch_extensions')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _single_process_group_env(cfg: Config) -> None:
+    """Make a one-process run look like ``torchrun --nproc_per_node 1``."""
+    defaults = dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
+                    LOCAL_WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                    MASTER_PORT=str(_free_port()))
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    cfg.launcher = 'pytorch'
+    print_log('DeepSpeedStrategy in one process: starting a one-process '
+              'group (as torchrun would) instead of deepspeed\'s MPI '
+              'discovery.', logger='current')
+
+
+def setup_strategy(cfg: Config) -> None:
+    """What a ``FlexibleRunner`` strategy needs on every host (in place).
+
+    For ``DeepSpeedStrategy``: :func:`deepspeed_optim_wrapper_cfg`, a
+    default ``TORCH_EXTENSIONS_DIR`` (``$MMVLP_CACHE_DIR/torch_extensions``,
+    else ``~/.cache/mmvlp/torch_extensions``; deepspeed JIT-compiles its
+    CPU communication op there once) and, for ``launcher='none'``, a
+    one-process ``pytorch`` launch. Other configs are left alone.
+
+    Args:
+        cfg (Config): The run's config.
+    """
+    if strategy_type(cfg) != 'DeepSpeedStrategy':
+        return
+    from .strategy_compat import deepspeed_available
+    if not deepspeed_available():
+        raise ImportError(
+            'This config uses DeepSpeedStrategy but deepspeed is not '
+            'installed: pip install -r requirements/optional.txt (or '
+            '"deepspeed>=0.19").')
+    os.environ.setdefault('TORCH_EXTENSIONS_DIR', _default_extensions_dir())
+    deepspeed_optim_wrapper_cfg(cfg)
+    if cfg.get('launcher', 'none') == 'none':
+        _single_process_group_env(cfg)
+
+
 def setup_launch(cfg: Config) -> None:
     """Prepare a config and the process for ``cfg.launcher`` (in place).
 
     Call it after the command-line options are merged and before
-    ``Runner.from_cfg``. With an accelerator it does nothing. On a CPU-only
-    host it applies :func:`cpu_optim_wrapper_cfg`, and for a distributed
-    launcher also :func:`limit_cpu_threads`, :func:`init_cpu_process_group`
-    and :func:`cpu_model_wrapper_cfg`.
+    ``Runner.from_cfg`` / ``FlexibleRunner.from_cfg``. It applies
+    :func:`setup_strategy` (configs with a ``strategy``); beyond that, with
+    an accelerator it does nothing. On a CPU-only host it applies
+    :func:`cpu_optim_wrapper_cfg`, and for a distributed launcher also
+    :func:`limit_cpu_threads`, :func:`init_cpu_process_group`,
+    :func:`cpu_model_wrapper_cfg` and :func:`cpu_strategy_cfg`.
 
     Args:
         cfg (Config): The run's config; ``cfg.launcher`` is one of
@@ -217,6 +426,8 @@ def setup_launch(cfg: Config) -> None:
     if launcher not in LAUNCHERS:
         raise ValueError(f'launcher must be one of {LAUNCHERS}, got '
                          f'{launcher!r}.')
+    setup_strategy(cfg)
+    launcher = cfg.get('launcher', 'none')
     if accelerator_available():
         return
     cpu_optim_wrapper_cfg(cfg)
@@ -230,7 +441,30 @@ def setup_launch(cfg: Config) -> None:
     if method is not None and mp.get_start_method(allow_none=True) is None:
         mp.set_start_method(method)
     init_cpu_process_group(launcher, env_cfg.get('dist_cfg'))
-    cpu_model_wrapper_cfg(cfg)
+    if strategy_type(cfg) is None:
+        cpu_model_wrapper_cfg(cfg)
+    else:
+        cpu_strategy_cfg(cfg)
+
+
+def build_runner(cfg: Config):
+    """The runner a config asks for: ``cfg.runner_type`` when set, else
+    mmengine's ``FlexibleRunner`` for configs with a ``strategy``
+    (DeepSpeed, FSDP, ...) and ``Runner`` (DDP) otherwise.
+
+    Args:
+        cfg (Config): The run's config (after :func:`setup_launch`).
+
+    Returns:
+        Runner | FlexibleRunner: The built runner.
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import FlexibleRunner, Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    if cfg.get('strategy') is not None:
+        return FlexibleRunner.from_cfg(cfg)
+    return Runner.from_cfg(cfg)
 
 
 def finish_launch() -> None:

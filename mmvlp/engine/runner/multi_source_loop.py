@@ -32,8 +32,11 @@ class MultiSourceLoader:
     ``step % len(loader)`` batches before, without loading them. Its data is
     then exactly that of an uninterrupted run, because each sample's
     augmentation depends only on the seed, the source, the epoch and the
-    index. Other sources (iterable datasets, custom batch samplers) load and
-    discard the batches before ``step``, as mmengine does.
+    index. An endless stream with a ``seek`` method
+    (``WebShardDataset(repeat=True)``) skips the records of those batches
+    without decoding them. Other sources (finite iterable datasets, custom
+    batch samplers) load and discard the batches before ``step``, as
+    mmengine does.
 
     Args:
         loaders (dict[str, DataLoader]): One dataloader per source.
@@ -71,6 +74,13 @@ class MultiSourceLoader:
             return sampler
         return None
 
+    def _seekable_stream(self, name: str) -> bool:
+        loader = self.loaders[name]
+        return (isinstance(loader.dataset, IterableDataset)
+                and hasattr(loader.dataset, 'seek')
+                and getattr(loader.dataset, 'repeat', False)
+                and loader.batch_size is not None)
+
     def seek(self, step: int) -> None:
         """Make the next ``iter()`` start at ``step`` (from the epochs set
         by :meth:`set_epoch`), e.g. the iteration a run resumes from."""
@@ -98,6 +108,11 @@ class MultiSourceLoader:
             epochs, batches = divmod(start, len(loader))
             self._set_source_epoch(name, self.epochs[name] + epochs)
             seeded.skip_next(batches * loader.batch_sampler.batch_size)
+            replay = 0
+        elif start and self._seekable_stream(name):
+            # An endless stream (WebShardDataset(repeat=True)) skips the
+            # records of the first `start` batches without decoding them.
+            loader.dataset.seek(start, loader.batch_size)
             replay = 0
         while True:
             empty = True
@@ -258,8 +273,10 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         self.runner.call_hook('before_train_epoch')
         if self._iter > 0:
             print_log(f'Resuming the data at iteration {self._iter}: sources '
-                      'with seeded samplers seek there, others load and '
-                      'discard the batches before it.', logger='current')
+                      'with seeded samplers seek there, endless shard '
+                      'streams skip the records before it undecoded, others '
+                      'load and discard the batches before it.',
+                      logger='current')
         self.dataloader.seek(self._iter)
         self.dataloader_iterator = iter(self.dataloader)
         while self._iter < self._max_iters and not self.stop_training:

@@ -301,12 +301,19 @@ class BEiT3(BaseModule):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Resample position tables of other sizes before loading; a
-        vision-only model drops the checkpoint's text parts."""
+        vision-only model drops the checkpoint's text parts. Empty tensors
+        (the placeholders of DeepSpeed ZeRO-3, which restores the weights
+        from its optimizer partitions) are loaded as they are."""
         if getattr(self, 'vision_only', False):
             drop_text_only_keys(state_dict, prefix)
+
+        def table(name):
+            value = state_dict.get(prefix + name)
+            return value if value is not None and value.dim() == 3 else None
+
         key = prefix + 'pos_embed_vision'
-        if key in state_dict and state_dict[key].shape != \
-                self.pos_embed_vision.shape:
+        if table('pos_embed_vision') is not None and state_dict[key].shape \
+                != self.pos_embed_vision.shape:
             src_rows = state_dict[key].shape[1] - 1
             side = int(math.isqrt(src_rows))
             if side * side != src_rows:
@@ -320,7 +327,8 @@ class BEiT3(BaseModule):
             state_dict[key] = resize_pos_embed(state_dict[key], (side, side),
                                                self.patch_grid)
         key = prefix + 'pos_embed_text'
-        if key in state_dict and state_dict[key].shape[1] > self.max_text_len:
+        if table('pos_embed_text') is not None and \
+                state_dict[key].shape[1] > self.max_text_len:
             print_log(
                 f'Keep the first {self.max_text_len} of '
                 f'{state_dict[key].shape[1]} rows of {key} '

@@ -28,10 +28,14 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Embed ``(B, 3, H, W)`` images.
 
+        Images arrive in fp32; they are cast to the projection's dtype
+        (bf16 when DeepSpeed holds the model in bf16, which keeps buffers
+        such as a tokenizer's pixel statistics in fp32).
+
         Returns:
             tuple: Tokens ``(B, H/p * W/p, C)`` and the patch grid ``(h, w)``.
         """
-        x = self.proj(x)
+        x = self.proj(x.to(self.proj.weight.dtype))
         grid = (x.shape[2], x.shape[3])
         return x.flatten(2).transpose(1, 2), grid
 

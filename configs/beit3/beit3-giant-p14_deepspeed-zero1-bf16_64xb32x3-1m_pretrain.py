@@ -1,0 +1,12 @@
+# BEiT-3 giant pretraining (the paper's recipe)
+# with DeepSpeed ZeRO stage 1 in bf16.
+# Same data, schedule and optimisation as
+# beit3-giant-p14_64xb32x3-1m_pretrain.py (DDP); docs/scaling.md gives the
+# per-GPU batch, accumulation and memory for fewer GPUs:
+#   tools/dist_train.sh CONFIG 8 --accumulate 8   # 8 GPUs x 32 x 3 x 8
+_base_ = ['./beit3-giant-p14_64xb32x3-1m_pretrain.py',
+          '../_base_/strategies/deepspeed_zero1.py']
+# Activation checkpointing of every layer (non-reentrant, inside the
+# model): the giant's activations at 32 + 32 + 32 per GPU would not fit
+# in 80 GB otherwise (tools/analysis_tools/estimate_memory.py).
+model = dict(backbone=dict(with_cp=True))
