@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install test test-demo test-reliability demo demo-backbone demo-tokenizers clean-venv
+.PHONY: help install test test-demo test-reliability demo demo-backbone \
+	demo-tokenizers benchmarks clean-venv
 
 help:
 	@echo "make install  create/reuse $(VENV) and install the pinned stack + mmvlp"
@@ -13,6 +14,7 @@ help:
 	@echo "make test-reliability  the tests of docs/reliability.md (bad data, kills, NaN, checkpoints, configs)"
 	@echo "make demo-backbone  build a BEiT-3 from a config and print output shapes"
 	@echo "make demo-tokenizers  train the tiny VQ-KD and BSQ-ViT tokenizers on generated data"
+	@echo "make benchmarks  mmvlp vs the official implementations, side by side (docs/benchmarks.md)"
 
 install:
 	@MMVLP_VENV="$(abspath $(VENV))" bash tools/install.sh
@@ -73,6 +75,14 @@ demo-tokenizers: install data/demo/text_spm.model
 		work_dirs/bsqvit_vit-tiny-p8_demo/iter_1000.pth
 	$(PY) tools/train.py configs/tokenizers/bsqvit-text_vit-tiny-p8_demo.py \
 		--work-dir work_dirs/bsqvit-text_vit-tiny-p8_demo
+
+# Side-by-side benchmarks against torchscale's BEiT3 and mmpretrain's VQKD
+# (docs/benchmarks.md); each prints a RESULT line and writes
+# work_dirs/benchmarks/<name>.json. ~10 min on 2 CPU cores.
+benchmarks: install
+	$(PY) benchmarks/backbone.py
+	$(PY) benchmarks/tokenizer.py
+	$(PY) benchmarks/data_pipeline.py
 
 clean-venv:
 	rm -rf $(VENV)

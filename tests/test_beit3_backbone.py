@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmvlp.models import BEiT3
-from mmvlp.models.layers import MultiwayExperts
+from mmvlp.models.layers import MultiwayExperts, MultiwayTransformerLayer
 
 SMALL = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 
@@ -224,6 +224,19 @@ def test_drop_path_only_in_training():
         torch.manual_seed(2)
         b = model.forward_sequence(images=images)
     assert not torch.allclose(a, b)
+
+
+def test_drop_path_drops_image_and_text_of_a_sample_together():
+    """An image+text sequence is processed per modality; stochastic depth
+    still keeps or drops a sample's whole residual branch."""
+    torch.manual_seed(0)
+    layer = MultiwayTransformerLayer(32, 2, 64, drop_path_rate=0.5).train()
+    x = torch.randn(64, 6, 32)
+    with torch.no_grad():
+        unchanged = (layer(x, 4) - x).abs().amax(-1) == 0  # both dropped
+    image, text = unchanged[:, :4].all(1), unchanged[:, 4:].all(1)
+    assert torch.equal(image, text)
+    assert 0 < int(image.sum()) < 64
 
 
 def test_pos_embed_resized_at_load_and_on_demand():

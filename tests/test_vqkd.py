@@ -2,10 +2,10 @@
 training losses and input checks."""
 import pytest
 import torch
-from mmpretrain.models.selfsup.beit import VQKD as MMPretrainVQKD
 
 from mmvlp.models import VQKD
 from mmvlp.models.converters import convert_vqkd
+from mmvlp.testing import mmpretrain_vqkd
 
 # 64-channel heads, as every released ViT (the converters read the head count
 # as embed_dims // 64: it is not stored in the weights).
@@ -14,27 +14,9 @@ ENCODER = dict(embed_dims=128, num_layers=2, num_heads=2,
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
-def _perturb(module):
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if param.dim() == 1 or 'token' in name or 'bias' in name:
-                param.add_(0.1 * torch.randn_like(param))
-
-
 def _mmpretrain_vqkd(seed=0, num_codes=512):
-    torch.manual_seed(seed)
-    encoder_config = dict(
-        arch=ENCODER, img_size=64, patch_size=16, in_channels=3,
-        out_indices=-1, drop_rate=0., drop_path_rate=0.,
-        norm_cfg=dict(type='LN', eps=1e-6), final_norm=True,
-        out_type='featmap', with_cls_token=True, frozen_stages=-1,
-        use_abs_pos_emb=True, use_rel_pos_bias=False,
-        use_shared_rel_pos_bias=False, layer_scale_init_value=0.,
-        interpolate_mode='bicubic', patch_cfg=dict(), layer_cfgs=dict())
-    model = MMPretrainVQKD(encoder_config=encoder_config, num_embed=num_codes,
-                           embed_dims=16, quantize_kmeans_init=False).eval()
-    _perturb(model)
-    return model
+    return mmpretrain_vqkd(ENCODER, img_size=64, num_codes=num_codes,
+                           code_dims=16, seed=seed)
 
 
 def _images(batch=8, size=64, seed=1):

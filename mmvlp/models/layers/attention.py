@@ -1,11 +1,11 @@
 """Multi-head self-attention with optional per-modality projections."""
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .multiway import multiway_or_shared, route
+from .multiway import expert_of, multiway_or_shared, route, split_modalities
 
 
 class MultiwayAttention(nn.Module):
@@ -83,6 +83,9 @@ class MultiwayAttention(nn.Module):
         Returns:
             Tensor: ``(B, N, C)``.
         """
+        parts = split_modalities(x, split)
+        if len(parts) > 1:
+            return torch.cat(self.forward_parts(parts, attn_mask), dim=1)
         batch, num_tokens, _ = x.shape
         qkv = route(self.qkv, x, split)
         q, k, v = qkv.view(batch, num_tokens, 3, self.num_heads,
@@ -98,6 +101,46 @@ class MultiwayAttention(nn.Module):
         if self.inner_norm is not None:
             out = route(self.inner_norm, out, split)
         return route(self.proj, out, split)
+
+    def forward_parts(self,
+                      parts: Sequence[Tuple[str, torch.Tensor]],
+                      attn_mask: Optional[torch.Tensor] = None
+                      ) -> List[torch.Tensor]:
+        """Attend over a sequence given as its modalities.
+
+        Each part goes through its own expert projections; only the fused
+        ``qkv`` is joined (one ``cat``) for attention over all tokens, whose
+        output is cut back per part in the copy that the head transpose
+        needs anyway. :meth:`forward` on ``cat(parts)`` gives ``cat`` of the
+        result.
+
+        Args:
+            parts (Sequence[tuple]): ``(kind, (B, n_i, C))`` in sequence
+                order, kind ``'vision'`` or ``'text'`` (see
+                :func:`~mmvlp.models.layers.multiway.split_modalities`).
+            attn_mask (Tensor, optional): As in :meth:`forward`, over all
+                ``sum(n_i)`` tokens.
+
+        Returns:
+            list[Tensor]: ``(B, n_i, C)`` per part.
+        """
+        batch = parts[0][1].shape[0]
+        sizes = [part.shape[1] for _, part in parts]
+        qkv = torch.cat([expert_of(self.qkv, kind)(part)
+                         for kind, part in parts], dim=1)
+        q, k, v = qkv.view(batch, sum(sizes), 3, self.num_heads,
+                           self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask,
+            dropout_p=self.attn_drop if self.training else 0.)
+        outs = []
+        for (kind, _), part in zip(parts,
+                                   out.transpose(1, 2).split(sizes, dim=1)):
+            part = part.reshape(batch, part.shape[1], self.embed_dims)
+            if self.inner_norm is not None:
+                part = expert_of(self.inner_norm, kind)(part)
+            outs.append(expert_of(self.proj, kind)(part))
+        return outs
 
 
 def window_sdpa(q: torch.Tensor,

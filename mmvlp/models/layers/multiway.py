@@ -5,7 +5,7 @@ integer, ``split``: the number of leading image tokens. ``split == N`` means an
 image-only sequence, ``split == 0`` a text-only one. The backbone computes it
 once per call and passes it to every layer, so no module keeps routing state.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
@@ -19,10 +19,11 @@ class MultiwayExperts(nn.Module):
     """One copy of a module per modality, applied by ``split``.
 
     Image tokens (``x[:, :split]``) go to ``experts['vision']`` and text tokens
-    (``x[:, split:]``) to ``experts['text']``. A mixed sequence is written into
-    one preallocated output instead of ``split`` + ``cat`` copies. When a
-    ``'vl'`` expert exists and ``fuse`` is set, a mixed sequence goes through it
-    whole (the vision-language FFN of the top layers).
+    (``x[:, split:]``) to ``experts['text']``. A mixed sequence is cut with one
+    ``split`` (whose backward is one ``cat``; slicing twice would cost two
+    zero-filled full-size gradients) and the outputs joined with one ``cat``.
+    When a ``'vl'`` expert exists and ``fuse`` is set, a mixed sequence goes
+    through it whole (the vision-language FFN of the top layers).
 
     Args:
         experts (dict[str, nn.Module]): Modules keyed by ``'vision'``,
@@ -59,18 +60,54 @@ class MultiwayExperts(nn.Module):
         Returns:
             Tensor: ``(B, N, C_out)``.
         """
-        num_tokens = x.shape[1]
-        if split >= num_tokens:
-            return self.vision(x)
-        if split <= 0:
-            return self.text(x)
-        if fuse and self.has_vl:
+        parts = split_modalities(x, split)
+        if len(parts) > 1 and fuse and self.has_vl:
             return self.vl(x)
-        out_vision = self.vision(x[:, :split])
-        out = out_vision.new_empty(x.shape[:-1] + out_vision.shape[-1:])
-        out[:, :split] = out_vision
-        out[:, split:] = self.text(x[:, split:])
-        return out
+        if len(parts) == 1:
+            return getattr(self, parts[0][0])(x)
+        return torch.cat([getattr(self, kind)(part) for kind, part in parts],
+                         dim=1)
+
+    def expert(self, kind: str, fuse: bool = False) -> nn.Module:
+        """The expert of tokens of ``kind`` (``'vision'`` or ``'text'``);
+        the ``'vl'`` expert instead when ``fuse`` and it exists."""
+        if fuse and self.has_vl:
+            return self.vl
+        return getattr(self, kind)
+
+
+def split_modalities(x: torch.Tensor,
+                     split: int) -> Tuple[Tuple[str, torch.Tensor], ...]:
+    """Cut a ``(B, N, C)`` sequence into its modalities.
+
+    Args:
+        x (Tensor): The token sequence, image tokens first.
+        split (int): Number of leading image tokens.
+
+    Returns:
+        tuple: ``((kind, part), ...)`` in sequence order, kind ``'vision'``
+        or ``'text'``; one entry (``x`` itself) for a one-modality sequence,
+        else two views made by one ``torch.split``.
+    """
+    num_tokens = x.shape[1]
+    if split >= num_tokens:
+        return ((VISION, x), )
+    if split <= 0:
+        return ((TEXT, x), )
+    image, text = x.split([split, num_tokens - split], dim=1)
+    return ((VISION, image), (TEXT, text))
+
+
+def expert_of(module: nn.Module, kind: str, fuse: bool = False) -> nn.Module:
+    """What tokens of ``kind`` go through: a shared module itself, or the
+    expert of a :class:`MultiwayExperts` (see :meth:`MultiwayExperts.expert`).
+
+    Token-wise modules (norms, linear layers, FFNs) applied per modality
+    this way give what :func:`route` gives on the whole sequence.
+    """
+    if isinstance(module, MultiwayExperts):
+        return module.expert(kind, fuse)
+    return module
 
 
 def multiway_or_shared(module_fn, multiway: bool,

@@ -7,7 +7,7 @@ from mmcv.cnn.bricks.drop import DropPath
 
 from .attention import MultiwayAttention
 from .ffn import SubLNFFN
-from .multiway import multiway_or_shared, route
+from .multiway import expert_of, multiway_or_shared, route, split_modalities
 
 
 class MultiwayTransformerLayer(nn.Module):
@@ -97,8 +97,48 @@ class MultiwayTransformerLayer(nn.Module):
         Returns:
             Tensor: ``(B, N, C)``.
         """
-        fuse = 0 < split < x.shape[1]
+        parts = split_modalities(x, split)
+        if len(parts) > 1:
+            return self._forward_mixed(parts, attn_mask)
         x = x + self.drop_path(
             self.attn(route(self.norm1, x, split), split, attn_mask, grid))
-        hidden = route(self.norm2, x, split, fuse)
-        return x + self.drop_path(route(self.ffn, hidden, split, fuse))
+        hidden = route(self.norm2, x, split)
+        return x + self.drop_path(route(self.ffn, hidden, split))
+
+    def _forward_mixed(self, parts, attn_mask: Optional[torch.Tensor]
+                       ) -> torch.Tensor:
+        """:meth:`forward` of an image+text sequence, cut once.
+
+        The image and text parts go through their experts separately from
+        the first norm to the FFN (every module but attention works per
+        token) and are joined once at the end, instead of every expert
+        module cutting and joining the whole sequence. A mixed sequence uses
+        the vision-language FFN expert where the layer has one.
+        """
+        hidden = [(kind, expert_of(self.norm1, kind)(part))
+                  for kind, part in parts]
+        attn = self.attn.forward_parts(hidden, attn_mask)
+        keep = self._drop_path_scale(parts[0][1])
+        parts = [(kind, part + _scaled(out, keep))
+                 for (kind, part), out in zip(parts, attn)]
+        keep = self._drop_path_scale(parts[0][1])
+        outs = []
+        for kind, part in parts:
+            hidden = expert_of(self.norm2, kind, fuse=True)(part)
+            out = expert_of(self.ffn, kind, fuse=True)(hidden)
+            outs.append(part + _scaled(out, keep))
+        return torch.cat(outs, dim=1)
+
+    def _drop_path_scale(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Per-sample ``(B, 1, 1)`` stochastic-depth factors (0 or
+        ``1 / keep``), one draw shared by all parts of a sequence; None when
+        nothing is dropped."""
+        rate = getattr(self.drop_path, 'drop_prob', 0.)
+        if not self.training or rate <= 0:
+            return None
+        keep = 1 - rate
+        return x.new_empty(x.shape[0], 1, 1).bernoulli_(keep).div_(keep)
+
+
+def _scaled(x: torch.Tensor, factor: Optional[torch.Tensor]) -> torch.Tensor:
+    return x if factor is None else x * factor

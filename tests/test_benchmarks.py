@@ -1,0 +1,116 @@
+"""The benchmarks in ``benchmarks/`` run end to end with tiny settings (to
+keep them working; no timing is asserted) and their memory meter measures
+what it should."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import backbone, common, data_pipeline, tokenizer  # noqa
+
+TINY_ARCH = json.dumps(dict(embed_dims=64, num_layers=2, num_heads=2,
+                            feedforward_channels=128))
+FAST = ['--repeats', '2', '--warmup', '0']
+
+
+def _result_line(capsys):
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith('RESULT ')]
+    assert len(lines) == 1
+    return dict(field.split('=', 1) for field in lines[0].split()[1:])
+
+
+def test_cpu_memory_meter_sees_an_allocation():
+    device = torch.device('cpu')
+    with common.cpu_memory_tracking() as tracking:
+        if not tracking:
+            pytest.skip('needs Linux with glibc (mallopt, clear_refs)')
+        with common.peak_memory(device) as mem:
+            block = torch.ones(64, 2**20)  # 256 MiB, touched
+            del block
+        with common.peak_memory(device) as small:
+            block = torch.ones(2**20)  # 4 MiB
+            del block
+    assert 250 <= mem['peak_mib'] <= 290, mem
+    assert small['peak_mib'] < 40, small
+
+
+def test_compare_reports_speedup_per_round():
+    base = [dict(wall_s=2., cpu_s=1.), dict(wall_s=4., cpu_s=2.)]
+    cand = [dict(wall_s=1., cpu_s=1.), dict(wall_s=1., cpu_s=1.)]
+    stats = common.compare(base, cand)
+    assert stats['wall_s']['ratio_per_round'] == [2., 4.]
+    assert stats['wall_s']['speedup'] == 3.
+    assert stats['cpu_s']['speedup'] == 1.5
+
+
+def test_backbone_benchmark_tiny(tmp_path, capsys):
+    out = tmp_path / 'backbone.json'
+    payload = backbone.main(['--arch', TINY_ARCH, '--img-size', '32',
+                             '--text-len', '8', '--batch-size', '2',
+                             '--device', 'cpu', '--out', str(out), *FAST])
+    result = _result_line(capsys)
+    assert result['json'] == str(out) and 'image_text_speedup' in result
+    saved = json.loads(out.read_text())
+    for mode in backbone.MODES:
+        entry = saved['modes'][mode]
+        assert entry['output_max_abs_diff'] < 1e-4  # same model, same input
+        assert len(entry['samples']['official']) == 2
+        memory = saved['memory'][mode]
+        assert set(memory) >= {'official', 'mmvlp', 'mmvlp_with_cp'}
+        assert memory['official']['gradients_mib'] > 0
+    # The text experts and the text table only get gradients with text.
+    assert (saved['memory']['image_text']['mmvlp']['gradients_mib'] >
+            saved['memory']['image']['mmvlp']['gradients_mib'])
+    assert payload['settings']['precision'] == 'fp32'
+
+
+def test_step_flops_counts_the_matmuls():
+    """The analytic model FLOPs of a step match torch's FLOP counter on
+    mmvlp's forward (x3 for forward + backward)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmvlp.models import BEiT3
+    args = backbone.parse_args(['--arch', TINY_ARCH, '--img-size', '32',
+                                '--text-len', '8', '--batch-size', '2'])
+    model = BEiT3(arch=args.arch, img_size=32)
+    inputs = backbone.make_inputs(args, torch.device('cpu'))
+    for mode, text in (('image', None), ('image_text', inputs['text'])):
+        # The math kernel runs attention as matmuls, which are counted.
+        with FlopCounterMode(display=False) as counter, \
+                sdpa_kernel(SDPBackend.MATH):
+            model.forward_sequence(images=inputs['images'], text_ids=text)
+        expected = backbone.step_flops(args, args.arch, mode)
+        assert counter.get_total_flops() * 3 == pytest.approx(expected,
+                                                              rel=1e-6)
+
+
+def test_tokenizer_benchmark_tiny(tmp_path, capsys):
+    out = tmp_path / 'tokenizer.json'
+    tokenizer.main(['--arch', TINY_ARCH, '--img-size', '32',
+                    '--num-codes', '64', '--code-dims', '8',
+                    '--batch-size', '2', '--device', 'cpu', '--out',
+                    str(out), *FAST])
+    result = _result_line(capsys)
+    assert float(result['token_agreement']) == 1.0
+    assert json.loads(out.read_text())['images_per_s']['mmvlp'] > 0
+
+
+def test_data_pipeline_benchmark_tiny(tmp_path, capsys):
+    out = tmp_path / 'data.json'
+    payload = data_pipeline.main([
+        '--data-dir', str(tmp_path / 'data'), '--num-images', '4',
+        '--image-size', '64', '--samples', '3', '--repeats', '1',
+        '--masks', '5', '--step-arch', 'tiny', '--step-batch-size', '1',
+        '--step-repeats', '1', '--out', str(out)])
+    result = _result_line(capsys)
+    assert float(result['min_margin']) > 0
+    assert set(payload['samples_per_s']) == set(data_pipeline.SOURCES)
+    assert osp.exists(tmp_path / 'data' / 'jpg' / '00000.jpg')
