@@ -7,8 +7,9 @@ from PIL import Image
 
 from mmvlp.datasets import (DEMO_DET_CLASSES, DEMO_SEG_CLASSES,
                             make_demo_ade, make_demo_coco, make_scene)
-from mmvlp.datasets.demo_data import make_sample
-from mmvlp.datasets.demo_dense import scene_label_map
+from mmvlp.datasets.demo_data import COLORS, make_sample
+from mmvlp.datasets.demo_dense import (demo_seg_classes, demo_seg_palette,
+                                       scene_label_map)
 
 
 def test_scene_is_the_captioned_sample():
@@ -73,6 +74,40 @@ def test_ade_labels(tmp_path):
             assert (label[item.mask] ==
                     DEMO_SEG_CLASSES.index(item.shape) + 1).all()
     assert len(list((tmp_path / 'images/validation').glob('*.jpg'))) == 3
+
+
+def test_objects_labelled_by_colour(tmp_path):
+    """label='color': the categories (COCO) and classes (ADE) are the
+    eight colours, and every object gets the colour it was drawn in."""
+    from pycocotools.coco import COCO
+    colours = tuple(COLORS)
+    make_demo_coco(str(tmp_path / 'coco'), 8, 2, seed=4, label='color')
+    coco = COCO(str(tmp_path / 'coco/annotations/instances_train2017.json'))
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == \
+        list(colours)
+    rng = np.random.default_rng(4)
+    for image_id in range(1, 9):
+        _, _, shapes = make_scene(rng, 48)
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
+        drawn = [s.color for s in shapes if s.mask.sum() >= 4]
+        assert [colours[a['category_id'] - 1] for a in anns] == drawn
+
+    assert demo_seg_classes('color') == ('background', ) + colours
+    palette = demo_seg_palette('color')
+    assert len(palette) == 9 and palette[1] == list(COLORS['red'])
+    make_demo_ade(str(tmp_path / 'ade'), 4, 2, size=32, seed=2,
+                  label='color')
+    rng = np.random.default_rng(2)
+    for index in range(4):
+        _, _, shapes = make_scene(rng, 32)
+        label = np.asarray(Image.open(
+            tmp_path / f'ade/annotations/training/{index:06d}.png'))
+        assert np.array_equal(label, scene_label_map(shapes, 32, 'color'))
+        for item in shapes:
+            assert (label[item.mask] == colours.index(item.color) + 2).all()
+        assert (label[~np.any([s.mask for s in shapes], 0)] == 1).all()
+    with pytest.raises(ValueError, match="Unknown label 'size'"):
+        make_demo_ade(str(tmp_path / 'bad'), 2, 1, label='size')
 
 
 def test_toolbox_datasets_read_them(tmp_path):

@@ -2,6 +2,7 @@
 checkpoint of mmvlp pretraining through tools/train.py and evaluates it
 with mmpretrain's Accuracy through tools/test.py, on generated data."""
 import glob
+import json
 import os
 import os.path as osp
 import re
@@ -10,15 +11,17 @@ import sys
 
 import pytest
 import torch
-from helpers.demo_data import save_demo_pretrain_checkpoint
+from helpers.transfer import demo_pretrain_checkpoint
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 from mmvlp.datasets import make_demo_dataset
 from mmvlp.datasets.demo_classification import (DEMO_CLS_CLASSES,
+                                                largest_attribute,
                                                 largest_shape,
                                                 write_demo_classification)
+from mmvlp.datasets.demo_data import COLORS
 
 ROOT = osp.join(osp.dirname(__file__), '..')
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'mmpretrain', '*.py')))
@@ -97,6 +100,39 @@ def test_largest_shape_labels():
         largest_shape(['large', 'red'])
 
 
+def test_largest_colour_labels(tmp_path):
+    words = ['large', 'red', 'circle', 'top', 'left']
+    small = ['small', 'blue', 'square', 'bottom', 'right']
+    assert largest_attribute(small + words, 'color') == 'red'
+    assert largest_attribute(words + ['large', 'red', 'square', 'top',
+                                      'left'], 'color') == 'red'
+    assert largest_attribute(words + ['large', 'blue', 'circle', 'top',
+                                      'left'], 'color') is None
+    with pytest.raises(ValueError, match="Unknown label 'size'"):
+        largest_attribute(words, 'size')
+    make_demo_dataset(str(tmp_path), num_train=20, num_val=4, size=32)
+    summary = write_demo_classification(str(tmp_path), label='color')
+    assert list(summary['train']['classes']) == list(COLORS)
+    with open(tmp_path / 'captions_train.jsonl') as f:
+        records = {r['image']: r for r in map(json.loads, f)}
+    lines = (tmp_path / 'cls_train.txt').read_text().split()
+    for name, label in zip(lines[::2], lines[1::2]):
+        words = records[name]['content_words']
+        assert list(COLORS)[int(label)] == largest_attribute(words, 'color')
+    assert len(lines) // 2 == summary['train']['kept']
+
+
+@pytest.mark.parametrize('label,config,classes', [
+    ('shape', TINY, DEMO_CLS_CLASSES),
+    ('color', TINY.replace('demo-cls', 'demo-cls-colors'), tuple(COLORS))])
+def test_demo_configs_match_their_labels(label, config, classes):
+    cfg = Config.fromfile(config)
+    assert cfg.train_dataloader.dataset.metainfo['classes'] == classes
+    assert cfg.val_dataloader.dataset.metainfo['classes'] == classes
+    assert cfg.model.head.num_classes == len(classes)
+    assert cfg.data_preprocessor.num_classes == len(classes)
+
+
 @pytest.fixture(scope='module')
 def cls_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo_cls')
@@ -108,8 +144,9 @@ def cls_root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def pretrain_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp('pretrain') / 'iter_900.pth'
-    return save_demo_pretrain_checkpoint(str(path), TINY)
+    path = str(tmp_path_factory.mktemp('pretrain') / 'iter_900.pth')
+    demo_pretrain_checkpoint(path)
+    return path
 
 
 def _run(args, cwd):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers.demo_data import save_demo_pretrain_checkpoint
+from helpers.transfer import demo_pretrain_checkpoint
 
 from mmvlp.datasets import make_demo_dataset
 from mmvlp.datasets.demo_classification import write_demo_classification
@@ -67,13 +67,12 @@ def test_missing_pretraining_names_the_fix(tmp_path, monkeypatch):
 
 def test_shortened_cls_run_end_to_end(tmp_path):
     data_root = tmp_path / 'data'
-    cls_root = data_root / 'demo_cls'
+    cls_root = data_root / demo.TASKS['cls']['data']
     make_demo_dataset(str(cls_root), num_train=24, num_val=16, size=48,
                       seed=1)
-    write_demo_classification(str(cls_root))
-    checkpoint = save_demo_pretrain_checkpoint(
-        str(tmp_path / 'iter_900.pth'), osp.join(REPO,
-                                                 demo.TASKS['cls']['config']))
+    write_demo_classification(str(cls_root), label='color')
+    checkpoint = str(tmp_path / 'iter_900.pth')
+    demo_pretrain_checkpoint(checkpoint)
     work_dir = tmp_path / 'work'
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     result = subprocess.run(
@@ -81,7 +80,8 @@ def test_shortened_cls_run_end_to_end(tmp_path):
          '--max-iters', '1', '--data-root', str(data_root), '--work-dir',
          str(work_dir), '--cfg-options', 'train_dataloader.batch_size=8'],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, (result.stdout[-3000:] +
+                                    result.stderr[-3000:])
     with open(work_dir / 'metrics.json') as f:
         metrics = json.load(f)
     row = metrics['cls_top1']

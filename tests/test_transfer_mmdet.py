@@ -19,7 +19,7 @@ from mmvlp.datasets import make_demo_coco
 
 TINY = config_path(
     'mmdet', 'mask-rcnn_beit3-tiny-p8_simple-fpn_1xb8-300it_demo-shapes.py')
-RECIPES = recipes('mmdet', TINY)
+RECIPES = recipes('mmdet')
 
 
 @pytest.fixture(scope='module')
@@ -182,3 +182,17 @@ def _write(text):
     handle.write(textwrap.dedent(text))
     handle.close()
     return handle.name
+
+
+def test_colour_demo_config_matches_its_data():
+    """The transfer demo's detection config: the shapes config with the
+    eight colours as categories (make_demo_coco(label='color'))."""
+    from mmvlp.datasets.demo_data import object_classes
+    cfg = Config.fromfile(TINY.replace('demo-shapes', 'demo-colors'))
+    colours = object_classes('color')
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.metainfo['classes'] == colours
+        assert cfg[loader].dataset.data_root == 'data/demo_coco_colors/'
+    for head in ('bbox_head', 'mask_head'):
+        assert cfg.model.roi_head[head].num_classes == len(colours)
+    assert cfg.val_evaluator.ann_file.startswith('data/demo_coco_colors/')

@@ -18,7 +18,7 @@ from mmvlp.datasets import make_demo_ade
 
 TINY = config_path(
     'mmseg', 'upernet_beit3-tiny-p8_1xb8-300it_demo-shapes-ade-48x48.py')
-RECIPES = recipes('mmseg', TINY)
+RECIPES = recipes('mmseg')
 
 
 @pytest.fixture(scope='module')
@@ -149,3 +149,17 @@ def test_stock_mmseg_config_with_beit3_trains(ade_root, tmp_path):
     comes in through custom_imports)."""
     stock_train_one_iter('mmseg', STOCK_USER_CONFIG.format(root=ade_root),
                          'upernet_beit3-tiny_user.py', tmp_path)
+
+
+def test_colour_demo_config_matches_its_data():
+    """The transfer demo's segmentation config: background and the eight
+    colours (make_demo_ade(label='color'))."""
+    from mmvlp.datasets.demo_dense import demo_seg_classes, demo_seg_palette
+    cfg = Config.fromfile(TINY.replace('demo-shapes', 'demo-colors'))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        metainfo = cfg[loader].dataset.metainfo
+        assert metainfo['classes'] == demo_seg_classes('color')
+        assert metainfo['palette'] == demo_seg_palette('color')
+        assert cfg[loader].dataset.data_root == 'data/demo_ade_colors/'
+    assert cfg.model.decode_head.num_classes == 9
+    assert cfg.model.auxiliary_head.num_classes == 9

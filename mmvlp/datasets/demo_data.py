@@ -24,6 +24,25 @@ BACKGROUNDS: Dict[str, Tuple[int, int, int]] = {
     'teal': (60, 130, 130),
 }
 SHAPES = ('circle', 'square', 'triangle', 'stripe')
+#: What a transfer task can label an object by: its shape or its colour
+#: (class names in label order).
+OBJECT_LABELS: Dict[str, Tuple[str, ...]] = dict(shape=SHAPES,
+                                                 color=tuple(COLORS))
+
+
+def object_classes(label: str) -> Tuple[str, ...]:
+    """The class names of objects labelled by ``label``.
+
+    Args:
+        label (str): ``'shape'`` or ``'color'`` (see :data:`OBJECT_LABELS`).
+
+    Returns:
+        tuple[str]: Class names in label order.
+    """
+    if label not in OBJECT_LABELS:
+        raise ValueError(f'Unknown label {label!r}; choose one of '
+                         f'{sorted(OBJECT_LABELS)}.')
+    return OBJECT_LABELS[label]
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: List[int],

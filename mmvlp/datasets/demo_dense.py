@@ -7,25 +7,28 @@ same generator yields
 * a COCO-format instance dataset (:func:`make_demo_coco`): the layout of
   COCO 2017 (``train2017/``, ``val2017/``,
   ``annotations/instances_{train,val}2017.json``) with the four shapes as
-  categories, boxes, polygon or RLE masks; mmdet's ``CocoDataset`` and
-  ``CocoMetric`` read it with ``metainfo=dict(classes=DEMO_DET_CLASSES)``;
+  categories (or the eight colours, ``label='color'``), boxes, polygon or
+  RLE masks; mmdet's ``CocoDataset`` and ``CocoMetric`` read it with
+  ``metainfo=dict(classes=DEMO_DET_CLASSES)``;
 * an ADE20K-format semantic segmentation dataset (:func:`make_demo_ade`):
   the layout of ``ADEChallengeData2016`` (``images/{training,validation}/
   *.jpg``, ``annotations/{training,validation}/*.png``) where, as in ADE20K,
   label 0 is "other" (ignored with ``reduce_zero_label=True``) and labels
-  1..5 are ``DEMO_SEG_CLASSES`` (background and the four shapes).
+  1..5 are ``DEMO_SEG_CLASSES`` (background and the four shapes; with
+  ``label='color'``, 1..9 are background and the eight colours, see
+  :func:`demo_seg_classes`).
 
 Both are deterministic for a seed and small enough to build in tests.
 """
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
-from .demo_data import SHAPES, SceneShape, make_scene
+from .demo_data import COLORS, SHAPES, SceneShape, make_scene, object_classes
 
 #: COCO categories of the demo detection data (ids 1..4 in this order).
 DEMO_DET_CLASSES = SHAPES
@@ -70,7 +73,28 @@ def _mask_polygons(mask: np.ndarray) -> List[List[float]]:
     return polygons
 
 
-def _coco_annotation(item: SceneShape, mask_format: str) -> Optional[dict]:
+def demo_seg_classes(label: str = 'shape') -> Tuple[str, ...]:
+    """Semantic classes of the demo segmentation data: background, then
+    the object classes of ``label`` (``'shape'``: ``DEMO_SEG_CLASSES``)."""
+    return ('background', ) + object_classes(label)
+
+
+def demo_seg_palette(label: str = 'shape') -> List[List[int]]:
+    """A palette for :func:`demo_seg_classes` (the drawn colours when
+    objects are labelled by colour)."""
+    if label == 'color':
+        return [[128, 128, 128]] + [list(COLORS[c]) for c in COLORS]
+    object_classes(label)  # raises for an unknown label
+    return DEMO_SEG_PALETTE
+
+
+def _object_class(item: SceneShape, label: str) -> str:
+    return item.color if label == 'color' else item.shape
+
+
+def _coco_annotation(item: SceneShape, mask_format: str,
+                     classes: Tuple[str, ...],
+                     label: str) -> Optional[dict]:
     ys, xs = np.nonzero(item.mask)
     if len(xs) == 0:
         return None
@@ -86,7 +110,7 @@ def _coco_annotation(item: SceneShape, mask_format: str) -> Optional[dict]:
         if not segmentation:
             return None
     return dict(
-        category_id=SHAPES.index(item.shape) + 1,
+        category_id=classes.index(_object_class(item, label)) + 1,
         bbox=[x0, y0, width, height],
         area=float(item.mask.sum()),
         segmentation=segmentation,
@@ -99,7 +123,8 @@ def make_demo_coco(out_dir: str,
                    size: int = 48,
                    seed: int = 0,
                    mask_format: str = 'polygon',
-                   min_area: int = 4) -> Dict[str, int]:
+                   min_area: int = 4,
+                   label: str = 'shape') -> Dict[str, int]:
     """Write a COCO-format instance dataset of the synthetic scenes.
 
     Layout (COCO 2017 names, so stock configs only change ``data_root``)::
@@ -110,8 +135,9 @@ def make_demo_coco(out_dir: str,
         out_dir/annotations/instances_val2017.json
 
     Every shape is one instance of its category (``DEMO_DET_CLASSES``,
-    ids 1..4) with its visible mask (later shapes occlude earlier ones),
-    the tight box of that mask (``[x, y, w, h]``) and its pixel area.
+    ids 1..4, or its colour with ``label='color'``) with its visible mask
+    (later shapes occlude earlier ones), the tight box of that mask
+    (``[x, y, w, h]``) and its pixel area.
     Shapes with fewer than ``min_area`` visible pixels are left out.
 
     Args:
@@ -124,6 +150,8 @@ def make_demo_coco(out_dir: str,
         mask_format (str): ``'polygon'`` (outer contours along pixel edges)
             or ``'rle'`` (compressed RLE, exact).
         min_area (int): Smallest visible area kept, in pixels.
+        label (str): Categories: ``'shape'`` (``DEMO_DET_CLASSES``) or
+            ``'color'`` (the eight colours of the scenes).
 
     Returns:
         dict: Images written per split (``'train'``, ``'val'``) and
@@ -133,10 +161,11 @@ def make_demo_coco(out_dir: str,
     if mask_format not in MASK_FORMATS:
         raise ValueError(f'mask_format must be one of {MASK_FORMATS}, got '
                          f'{mask_format!r}.')
+    classes = object_classes(label)
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-    categories = [dict(id=i + 1, name=name, supercategory='shape')
-                  for i, name in enumerate(DEMO_DET_CLASSES)]
+    categories = [dict(id=i + 1, name=name, supercategory=label)
+                  for i, name in enumerate(classes)]
     written = {}
     for split, folder in _COCO_SPLITS:
         count = num_train if split == 'train' else num_val
@@ -150,7 +179,7 @@ def make_demo_coco(out_dir: str,
             images.append(dict(id=image_id, file_name=file_name,
                                width=size, height=size))
             for item in shapes:
-                ann = _coco_annotation(item, mask_format)
+                ann = _coco_annotation(item, mask_format, classes, label)
                 if ann is None or ann['area'] < min_area:
                     continue
                 ann.update(id=len(annotations) + 1, image_id=image_id)
@@ -164,28 +193,32 @@ def make_demo_coco(out_dir: str,
     return written
 
 
-def scene_label_map(shapes: List[SceneShape], size: int) -> np.ndarray:
-    """ADE-style label map of a scene: 1 = background, 2.. = shapes.
+def scene_label_map(shapes: List[SceneShape], size: int,
+                    label: str = 'shape') -> np.ndarray:
+    """ADE-style label map of a scene: 1 = background, 2.. = objects.
 
     Args:
         shapes (list[SceneShape]): The shapes from :func:`make_scene`.
         size (int): Image side.
+        label (str): Object classes by ``'shape'`` or ``'color'``.
 
     Returns:
         np.ndarray: ``(size, size)`` uint8; value ``1 + i`` is class ``i`` of
-        ``DEMO_SEG_CLASSES`` (0 = ignored "other", unused here).
+        ``demo_seg_classes(label)`` (0 = ignored "other", unused here).
     """
-    label = np.ones((size, size), np.uint8)
+    classes = demo_seg_classes(label)
+    label_map = np.ones((size, size), np.uint8)
     for item in shapes:  # visible masks do not overlap
-        label[item.mask] = DEMO_SEG_CLASSES.index(item.shape) + 1
-    return label
+        label_map[item.mask] = classes.index(_object_class(item, label)) + 1
+    return label_map
 
 
 def make_demo_ade(out_dir: str,
                   num_train: int = 256,
                   num_val: int = 64,
                   size: int = 48,
-                  seed: int = 0) -> Dict[str, int]:
+                  seed: int = 0,
+                  label: str = 'shape') -> Dict[str, int]:
     """Write an ADE20K-format semantic segmentation dataset of the scenes.
 
     Layout (``ADEChallengeData2016``'s)::
@@ -202,6 +235,8 @@ def make_demo_ade(out_dir: str,
     ``seg_map_suffix='.png'``, ``reduce_zero_label=True``,
     ``metainfo=dict(classes=DEMO_SEG_CLASSES, palette=DEMO_SEG_PALETTE)``);
     ``ADE20KDataset`` itself only accepts subsets of ADE's 150 classes.
+    With ``label='color'`` the classes are :func:`demo_seg_classes`
+    ``('color')`` (background and the eight colours).
 
     Args:
         out_dir (str): Output folder (created; files are overwritten).
@@ -209,11 +244,13 @@ def make_demo_ade(out_dir: str,
         num_val (int): Validation images (later draws, different scenes).
         size (int): Image side in pixels.
         seed (int): Seed; the same seed gives the same dataset.
+        label (str): Object classes by ``'shape'`` or ``'color'``.
 
     Returns:
         dict: Images written per split.
     """
     _check(size, dict(train=num_train, val=num_val))
+    object_classes(label)  # raises for an unknown label
     rng = np.random.default_rng(seed)
     written = {}
     for split, folder in _ADE_SPLITS:
@@ -225,7 +262,7 @@ def make_demo_ade(out_dir: str,
         for index in range(count):
             image, _, shapes = make_scene(rng, size)
             image.save(osp.join(image_dir, f'{index:06d}.jpg'), quality=95)
-            Image.fromarray(scene_label_map(shapes, size)).save(
+            Image.fromarray(scene_label_map(shapes, size, label)).save(
                 osp.join(label_dir, f'{index:06d}.png'))
         written[split] = count
     return written
@@ -233,5 +270,6 @@ def make_demo_ade(out_dir: str,
 
 __all__ = [
     'make_demo_coco', 'make_demo_ade', 'scene_label_map', 'DEMO_DET_CLASSES',
-    'DEMO_SEG_CLASSES', 'DEMO_SEG_PALETTE'
+    'DEMO_SEG_CLASSES', 'DEMO_SEG_PALETTE', 'demo_seg_classes',
+    'demo_seg_palette'
 ]

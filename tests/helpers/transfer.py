@@ -42,11 +42,11 @@ def config_path(*parts: str) -> str:
     return osp.join(REPO, 'configs', *parts)
 
 
-def recipes(toolbox: str, tiny: str) -> List[str]:
+def recipes(toolbox: str) -> List[str]:
     """The full-size recipes of ``configs/<toolbox>``: every config there
-    but the tiny demo one."""
+    but the tiny demo ones (``*_demo-*``)."""
     return sorted(p for p in glob.glob(config_path(toolbox, '*.py'))
-                  if p != tiny)
+                  if '_demo-' not in osp.basename(p))
 
 
 class LossRecorder(Hook):

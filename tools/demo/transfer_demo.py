@@ -2,6 +2,14 @@
 model from scratch, with the same budget, on generated classification
 (mmpretrain), detection (mmdet) and segmentation (mmseg) data.
 
+The tasks ask about the objects' colours, which the demo pretraining
+learned from its colour tokens and captions: the colour of the largest
+object of a scene (8 classes), objects detected by colour (8 categories),
+pixels labelled background or one of the colours (9 classes). The scenes
+are drawn with another seed than the pretraining's. (The shape-labelled
+configs, ``*demo-cls.py`` and ``*demo-shapes*``, also run; see the
+README for why the demo does not use them.)
+
 Usage:
     python tools/demo/transfer_demo.py [--pretrained CKPT]
         [--work-dir work_dirs/demo_transfer] [--data-root data]
@@ -39,19 +47,21 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 # Data folders are relative to --data-root.
 TASKS = {
     'cls': dict(
-        config='configs/mmpretrain/beit3-tiny-p8_demo-cls.py',
+        config='configs/mmpretrain/beit3-tiny-p8_demo-cls-colors.py',
         key='accuracy/top1', metric='cls_top1',
-        data='demo_cls',
-        make=['tools/data/make_demo_cls_data.py', '--out', '{data}'],
+        data='demo_cls_colors',
+        make=['tools/data/make_demo_cls_data.py', '--out', '{data}',
+              '--label', 'color'],
         data_options=['train_dataloader.dataset.data_root={data}',
                       'val_dataloader.dataset.data_root={data}',
                       'test_dataloader.dataset.data_root={data}']),
     'det': dict(
         config='configs/mmdet/'
-        'mask-rcnn_beit3-tiny-p8_simple-fpn_1xb8-300it_demo-shapes.py',
+        'mask-rcnn_beit3-tiny-p8_simple-fpn_1xb8-300it_demo-colors.py',
         key='coco/bbox_mAP', metric='det_bbox_mAP',
-        data='demo_coco',
-        make=['tools/data/make_demo_dense_data.py', 'coco', '{data}'],
+        data='demo_coco_colors',
+        make=['tools/data/make_demo_dense_data.py', 'coco', '{data}',
+              '--label', 'color'],
         data_options=['train_dataloader.dataset.data_root={data}/',
                       'val_dataloader.dataset.data_root={data}/',
                       'test_dataloader.dataset.data_root={data}/',
@@ -61,10 +71,11 @@ TASKS = {
                       'instances_val2017.json']),
     'seg': dict(
         config='configs/mmseg/'
-        'upernet_beit3-tiny-p8_1xb8-300it_demo-shapes-ade-48x48.py',
+        'upernet_beit3-tiny-p8_1xb8-300it_demo-colors-ade-48x48.py',
         key='mIoU', metric='seg_mIoU',
-        data='demo_ade',
-        make=['tools/data/make_demo_dense_data.py', 'ade', '{data}'],
+        data='demo_ade_colors',
+        make=['tools/data/make_demo_dense_data.py', 'ade', '{data}',
+              '--label', 'color'],
         data_options=['train_dataloader.dataset.data_root={data}/',
                       'val_dataloader.dataset.data_root={data}/',
                       'test_dataloader.dataset.data_root={data}/']),

@@ -16,7 +16,16 @@ def nonfinite_tensors(tree, prefix: str = '') -> List[str]:
     """Names of the floating-point tensors in a nested dict/list that hold
     NaN or infinity (``state_dict.backbone.cls_token``, ...)."""
     found = []
+    local_shards = getattr(tree, 'local_shards', None)
+    if callable(local_shards):
+        # A ShardedTensor (FSDP sharded state dicts): check this rank's
+        # shards; the other ranks check theirs.
+        for index, shard in enumerate(local_shards()):
+            found += nonfinite_tensors(shard.tensor, prefix)
+        return found[:1]
     if isinstance(tree, torch.Tensor):
+        if hasattr(tree, 'to_local'):  # a DTensor
+            tree = tree.to_local()
         if tree.is_floating_point() and tree.numel() and \
                 not bool(torch.isfinite(tree).all()):
             found.append(prefix or '<tensor>')
