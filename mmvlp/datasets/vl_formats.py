@@ -33,10 +33,15 @@ def read_jsonl(path: str) -> List[dict]:
             if not line.strip():
                 continue
             try:
-                items.append(json.loads(line))
+                item = json.loads(line)
             except ValueError as error:
                 raise ValueError(f'{path}:{number}: not a JSON object '
                                  f'({error}).') from None
+            if not isinstance(item, dict):
+                raise ValueError(f'{path}:{number}: expected one JSON object '
+                                 f'per line (json lines), got '
+                                 f'{type(item).__name__}.')
+            items.append(item)
     return items
 
 
