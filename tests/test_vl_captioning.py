@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mmvlp.models import BEiT3, BEiT3Captioner
-from mmvlp.models.multimodal import (CachedSteps, FullSteps, beam_search,
+from mmvlp.models.multimodal import (CachedSteps, beam_search,
                                      greedy_search, prefix_causal_mask,
                                      smoothed_cross_entropy)
 
@@ -96,7 +96,7 @@ def test_beam_one_equals_greedy_and_cache_equals_recompute(eos_bias):
     model = _captioner(eos_bias)
     images = torch.randn(4, 3, 32, 32)
     greedy = model.generate(images, num_beams=1)
-    steps = CachedSteps(model.backbone, model.mlm_head, 0, MASK)
+    steps = CachedSteps(model.backbone, model.next_token_logits, 0, MASK)
     assert beam_search(steps, images, 10, EOS, num_beams=1) == greedy
     assert beam_search(steps, images, 10, EOS, num_beams=1,
                        early_stopping=True) == greedy

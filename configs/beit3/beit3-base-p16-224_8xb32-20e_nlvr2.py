@@ -9,8 +9,10 @@
 #   defaults: AdamW (0.9, 0.999), eps 1e-8, warmup from 1e-6, cosine to
 #   1e-6, texts of 64 tokens. Reported: 84.4 (test-P).
 #
-# Train:  tools/dist_train.sh configs/beit3/beit3-base-p16-224_8xb32-20e_nlvr2.py 8
-# Test:   tools/dist_test.sh  configs/beit3/beit3-base-p16-224_8xb32-20e_nlvr2.py CKPT 8
+# Train:  tools/dist_train.sh \
+#     configs/beit3/beit3-base-p16-224_8xb32-20e_nlvr2.py 8
+# Test:   tools/dist_test.sh  \
+#     configs/beit3/beit3-base-p16-224_8xb32-20e_nlvr2.py CKPT 8
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/nlvr2_beit3.py',

@@ -11,8 +11,10 @@
 #   warmup from 1e-6, cosine to min_lr 1e-6, texts of 64 tokens.
 # Contrastive loss over the batch of all GPUs (negatives gathered).
 #
-# Train:  tools/dist_train.sh configs/beit3/beit3-base-p16-384_16xb192-15e_coco-retrieval.py 16
-# Test:   tools/dist_test.sh  configs/beit3/beit3-base-p16-384_16xb192-15e_coco-retrieval.py CKPT 16
+# Train:  tools/dist_train.sh \
+#     configs/beit3/beit3-base-p16-384_16xb192-15e_coco-retrieval.py 16
+# Test:   tools/dist_test.sh  \
+#     configs/beit3/beit3-base-p16-384_16xb192-15e_coco-retrieval.py CKPT 16
 # Weights: convert the official checkpoint with
 #   tools/model_converters/beit3_unilm_to_mmvlp.py (its task heads are kept
 #   aside; the retrieval heads start fresh) or use mmvlp pretraining.

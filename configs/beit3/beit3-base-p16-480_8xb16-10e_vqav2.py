@@ -11,7 +11,8 @@
 #   1e-6. The model has no final norm (normalize_output=False); the head
 #   (not the pooler) learns 20x faster; BCE x 3129 on soft scores.
 #
-# Train:  tools/dist_train.sh configs/beit3/beit3-base-p16-480_8xb16-10e_vqav2.py 8
+# Train:  tools/dist_train.sh \
+#     configs/beit3/beit3-base-p16-480_8xb16-10e_vqav2.py 8
 # Test-dev submission: tools/dist_test.sh ... CKPT 8 (writes the json of
 #   ReportVQA); VQA accuracy on val2014: the val loop.
 _base_ = [

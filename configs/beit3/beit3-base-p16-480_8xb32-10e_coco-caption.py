@@ -12,8 +12,10 @@
 #   length_penalty 0.6, AdamW (0.9, 0.999), eps 1e-8, warmup from 1e-6,
 #   cosine to 1e-6. (NoCaps: lr 1e-5.)
 #
-# Train:  tools/dist_train.sh configs/beit3/beit3-base-p16-480_8xb32-10e_coco-caption.py 8
-# Test:   tools/dist_test.sh  configs/beit3/beit3-base-p16-480_8xb32-10e_coco-caption.py CKPT 8
+# Train:  tools/dist_train.sh \
+#     configs/beit3/beit3-base-p16-480_8xb32-10e_coco-caption.py 8
+# Test:   tools/dist_test.sh  \
+#     configs/beit3/beit3-base-p16-480_8xb32-10e_coco-caption.py CKPT 8
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/coco_caption_beit3.py',

@@ -5,7 +5,8 @@
 #   --layer_decay 0.85 --lr 5e-5 --drop_path 0.2, starting from
 #   beit3_large_itc_patch16_224.pth.
 #
-# Train:  NNODES=2 NODE_RANK=... tools/dist_train.sh configs/beit3/beit3-large-p16-384_32xb96-15e_coco-retrieval.py 16
+# Train:  NNODES=2 NODE_RANK=... tools/dist_train.sh \
+#     configs/beit3/beit3-large-p16-384_32xb96-15e_coco-retrieval.py 16
 _base_ = ['./beit3-base-p16-384_16xb192-15e_coco-retrieval.py']
 pretrained = 'checkpoints/beit3_large_itc_patch16_224_mmvlp.pth'
 model = dict(

@@ -31,7 +31,7 @@ dataset = dict(
     ann_file='dataset_demo_vl.json',
     data_prefix=dict(img_path='images'))
 train_dataloader = dict(
-    batch_size=48,
+    batch_size=32,
     dataset=dict(
         splits=['train'],
         pipeline=[
@@ -64,8 +64,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='CaptionMetric')
 test_evaluator = val_evaluator
 
-max_iters = 300
-warmup_iters = 30
+max_iters = 200
+warmup_iters = 20
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                    weight_decay=0.05),

@@ -52,8 +52,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='mmpretrain.Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-max_iters = 300
-warmup_iters = 30
+max_iters = 200
+warmup_iters = 20
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                    weight_decay=0.2),

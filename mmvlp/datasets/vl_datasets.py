@@ -100,8 +100,9 @@ class ImageTextRetrievalDataset(_VLDataset):
         self._report_skips(dict(empty_caption=empty + len(without)),
                            len(images), 'images')
         if not images:
-            raise ValueError(f'{self.ann_file} holds no image with a caption'
-                             f'{" in splits " + str(self.splits) if self.splits else ""}.')
+            where = f' in splits {self.splits}' if self.splits else ''
+            raise ValueError(f'{self.ann_file} holds no image with a '
+                             f'caption{where}.')
         data_list, text_id = [], 0
         for index, image in enumerate(images):
             captions = image['captions']

@@ -16,7 +16,7 @@ Every reader returns plain dicts; the datasets in
 import json
 import os.path as osp
 from collections import Counter, OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from mmpretrain.evaluation.metrics.vqa import (_process_digit_article,
                                                _process_punctuation)

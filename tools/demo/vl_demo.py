@@ -32,6 +32,7 @@ import os.path as osp
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -73,6 +74,9 @@ def parse_args() -> argparse.Namespace:
                         help='shorten every run to N iterations (smoke)')
     parser.add_argument('--val-samples', type=int, default=None,
                         help='evaluate on the first N held-out samples only')
+    parser.add_argument('--jobs', type=int, default=2, choices=(1, 2),
+                        help='2 runs the pretrained and the scratch run of '
+                        'a task side by side, one thread each')
     parser.add_argument('--check', action='store_true',
                         help='exit 1 unless pretrained > scratch everywhere')
     return parser.parse_args()
@@ -178,18 +182,25 @@ def main() -> int:
     start = time.time()
     metrics: Dict[str, dict] = {}
     runs: Dict[str, dict] = {}
+    if args.jobs == 2:  # two processes on two cores, one thread each
+        os.environ['OMP_NUM_THREADS'] = '1'
     for task in args.tasks:
-        row = {}
-        for init in ('pretrained', 'scratch'):
-            print(f'== {task}: fine-tuning from {init}', flush=True)
-            result = run_task(task, init, checkpoint,
-                              osp.join(work_root, task, init), data_root,
-                              text_model, args.max_iters, args.val_samples)
-            row[init] = result['value']
+        print(f'== {task}: fine-tuning from pretrained and from scratch',
+              flush=True)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = {init: pool.submit(
+                run_task, task, init, checkpoint,
+                osp.join(work_root, task, init), data_root, text_model,
+                args.max_iters, args.val_samples)
+                for init in ('pretrained', 'scratch')}
+            results = {init: f.result() for init, f in futures.items()}
+        for init, result in results.items():
             runs[f'{task}/{init}'] = result
-            print(f'   {VL_TASKS[task]["metric"]} = {result["value"]:.4f} '
-                  f'({result["seconds"]:.0f} s)', flush=True)
-        metrics[VL_TASKS[task]['metric']] = row
+            print(f'   {init:<10} {VL_TASKS[task]["metric"]} = '
+                  f'{result["value"]:.4f} ({result["seconds"]:.0f} s)',
+                  flush=True)
+        metrics[VL_TASKS[task]['metric']] = {
+            init: result['value'] for init, result in results.items()}
     chance = chance_levels(data_root, args.val_samples)
     metrics['_chance'] = {VL_TASKS[t]['metric']: chance[VL_TASKS[t]['metric']]
                           for t in args.tasks}

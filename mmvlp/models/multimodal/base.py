@@ -36,10 +36,11 @@ def stack_field(data_samples: Sequence, key: str,
     for sample in data_samples:
         value = sample.get(key) if hasattr(sample, 'get') else None
         if value is None:
+            found = sorted(sample.keys()) if hasattr(sample, 'keys') else \
+                type(sample).__name__
             raise ValueError(
                 f'A data sample lacks {key!r}; add it to the pipeline\'s '
-                f'PackVLInputs(algorithm_keys=[...]) (the sample has '
-                f'{sorted(sample.keys()) if hasattr(sample, "keys") else sample}).')
+                f'PackVLInputs(algorithm_keys=[...]) (it has {found}).')
         values.append(torch.as_tensor(np.asarray(value)) if not isinstance(
             value, torch.Tensor) else value)
     out = torch.cat(values) if cat else torch.stack(values)

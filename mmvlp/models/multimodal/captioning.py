@@ -64,6 +64,7 @@ class BEiT3Captioner(BEiT3TaskModel):
             (mmvlp pretraining, official captioning models), load it too.
         bos_id (int): ``<s>`` when no tokenizer is given. Defaults to 0.
         eos_id (int): ``</s>`` when no tokenizer is given. Defaults to 2.
+        pad_id (int): ``<pad>`` when no tokenizer is given. Defaults to 1.
         data_preprocessor (dict, optional): See :class:`BEiT3TaskModel`.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -81,6 +82,7 @@ class BEiT3Captioner(BEiT3TaskModel):
                  load_mlm_head: bool = True,
                  bos_id: int = 0,
                  eos_id: int = 2,
+                 pad_id: int = 1,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone, data_preprocessor, init_cfg)
@@ -103,6 +105,16 @@ class BEiT3Captioner(BEiT3TaskModel):
                     f'the backbone only {self.backbone.vocab_size} rows.')
         self.bos_id, self.eos_id = bos_id, eos_id
         self.mask_id = self.backbone.text_mask_token_id
+        # Never generated: <s>, <pad>, the mask token and rows beyond the
+        # tokenizer's vocabulary.
+        allowed = torch.ones(self.backbone.vocab_size, dtype=torch.bool)
+        if self.tokenizer is not None:
+            allowed[self.tokenizer.vocab_size:] = False
+            pad_id = self.tokenizer.pad_id
+        allowed[[bos_id, pad_id, self.mask_id]] = False
+        if not allowed[eos_id]:
+            raise ValueError(f'eos_id {eos_id} is not a generable token.')
+        self.register_buffer('_allowed', allowed, persistent=False)
         self.max_length = max_length
         self.num_beams = num_beams
         self.length_penalty = length_penalty
@@ -198,6 +210,12 @@ class BEiT3Captioner(BEiT3TaskModel):
         return dict(loss_caption=losses.mean(),
                     caption_acc=accuracy.detach())
 
+    def next_token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the next word from the mask position's hidden state;
+        tokens that are never generated get ``-inf``."""
+        logits = self.mlm_head(hidden).float()
+        return logits.masked_fill(~self._allowed, float('-inf'))
+
     @torch.no_grad()
     def generate(self,
                  images: torch.Tensor,
@@ -217,7 +235,7 @@ class BEiT3Captioner(BEiT3TaskModel):
         max_length = max_length or self.max_length
         use_cache = self.use_cache if use_cache is None else use_cache
         stepper = (CachedSteps if use_cache else FullSteps)(
-            self.backbone, self.mlm_head, self.bos_id, self.mask_id)
+            self.backbone, self.next_token_logits, self.bos_id, self.mask_id)
         if num_beams == 1:
             return greedy_search(stepper, images, max_length - 2,
                                  self.eos_id)

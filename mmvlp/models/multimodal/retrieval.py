@@ -10,7 +10,7 @@ from mmpretrain.structures import DataSample
 
 from mmvlp.registry import MODELS
 from ..heads import contrastive_loss
-from .base import BEiT3TaskModel, stack_field
+from .base import BEiT3TaskModel
 
 
 @MODELS.register_module()
