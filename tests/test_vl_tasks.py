@@ -12,7 +12,8 @@ import sys
 import pytest
 import torch
 
-from helpers.demo_data import make_demo_with_spm
+from helpers.demo_data import (make_demo_with_spm,
+                               save_demo_pretrain_checkpoint)
 from mmvlp.datasets import make_demo_vl_dataset
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
@@ -27,26 +28,14 @@ CONFIGS = {task: f'configs/demo/beit3-tiny-p8_demo-vl-{task}.py'
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     """Tiny demo data (scenes, captions, VQA, NLVR2), a SentencePiece model
-    and a stand-in pretraining checkpoint (random backbone and MLM head of
-    the demo architecture, in BEiT3Pretrain's key layout)."""
+    and a checkpoint shaped like the demo pretraining's (random weights)."""
     root = tmp_path_factory.mktemp('vl')
     make_demo_with_spm(root / 'pre', num_train=48, num_val=4)
     data = str(root / 'vl')
     make_demo_vl_dataset(data, num_train=24, num_val=8, size=48,
                          num_nlvr2=(16, 8))
-    from mmengine.config import Config
-
-    from mmvlp.models import BEiT3
-    cfg = Config.fromfile(osp.join(REPO, CONFIGS['retrieval']))
-    backbone = dict(cfg.model.backbone, init_cfg=None)
-    backbone.pop('type')
-    torch.manual_seed(0)
-    model = BEiT3(**backbone)
-    state = {f'backbone.{k}': v for k, v in model.state_dict().items()}
-    state['mlm_head.fc.weight'] = torch.randn(256, 192) * 0.02
-    state['mlm_head.fc.bias'] = torch.zeros(256)
-    checkpoint = str(root / 'pretrain.pth')
-    torch.save(dict(state_dict=state, meta=dict()), checkpoint)
+    checkpoint = save_demo_pretrain_checkpoint(
+        str(root / 'pretrain.pth'), osp.join(REPO, CONFIGS['retrieval']))
     return dict(root=root, data=data, checkpoint=checkpoint,
                 text_model=str(root / 'pre' / 'text_spm.model'))
 
@@ -59,15 +48,23 @@ def _run(args, cwd=REPO):
     return result.stdout + result.stderr
 
 
-def test_vl_demo_smoke(tiny):
+@pytest.fixture(scope='module')
+def demo_smoke(tiny):
     """tools/demo/vl_demo.py (what `make demo-vl` runs) with 2 iterations
     per run: pretrained and scratch runs of retrieval, VQA and captioning
-    through tools/train.py, metrics.json with the chance levels."""
+    through tools/train.py."""
     work = str(tiny['root'] / 'demo_vl')
     out = _run(['tools/demo/vl_demo.py', '--pretrained', tiny['checkpoint'],
                 '--data-root', tiny['data'], '--text-model',
                 tiny['text_model'], '--work-dir', work, '--max-iters', '2',
                 '--val-samples', '6'])
+    return dict(work=work, out=out)
+
+
+def test_vl_demo_smoke(demo_smoke):
+    """metrics.json with pretrained / scratch per task and the chance
+    levels; the pretrained runs load the checkpoint (and the MLM head)."""
+    work = demo_smoke['work']
     with open(osp.join(work, 'metrics.json')) as f:
         metrics = json.load(f)
     for name, top in (('retrieval_r1', 100), ('vqa_acc', 100),
@@ -78,8 +75,7 @@ def test_vl_demo_smoke(tiny):
         assert 0 <= metrics['_chance'][name] <= top
     assert metrics['_chance']['retrieval_r1'] == pytest.approx(100 / 6)
     assert metrics['_runs']['max_iters'] == 2
-    assert 'chance' in out and 'caption_cider' in out
-    # The pretrained runs loaded the stand-in checkpoint (and the MLM head).
+    assert 'chance' in demo_smoke['out']
     log = open(osp.join(work, 'caption', 'pretrained',
                         'train_stdout.log')).read()
     assert 'loaded the mlm_head' in log
@@ -97,23 +93,24 @@ def _options(task, tiny):
 
 
 @pytest.fixture(scope='module')
-def trained(tiny):
-    """One iteration of each task through tools/train.py; the
-    checkpoints."""
-    checkpoints = {}
-    for task, config in CONFIGS.items():
-        work = str(tiny['root'] / f'tools_{task}')
-        _run(['tools/train.py', config, '--work-dir', work,
-              '--cfg-options'] + _options(task, tiny))
-        checkpoints[task] = osp.join(work, 'iter_1.pth')
+def trained(tiny, demo_smoke):
+    """Checkpoints of each task trained through tools/train.py: the demo
+    smoke's pretrained runs, and one NLVR2 iteration."""
+    checkpoints = {
+        task: osp.join(demo_smoke['work'], task, 'pretrained', 'iter_2.pth')
+        for task in ('retrieval', 'vqa', 'caption')}
+    work = str(tiny['root'] / 'tools_nlvr2')
+    _run(['tools/train.py', CONFIGS['nlvr2'], '--work-dir', work,
+          '--cfg-options'] + _options('nlvr2', tiny))
+    checkpoints['nlvr2'] = osp.join(work, 'iter_1.pth')
     return checkpoints
 
 
 @pytest.mark.parametrize('task', ['retrieval', 'vqa', 'caption', 'nlvr2'])
 def test_train_and_test_tools(task, tiny, trained):
-    """tools/train.py (one iteration, in the fixture) then tools/test.py on
-    its checkpoint, with mmpretrain's RetrievalRecall / VQAAcc / Accuracy
-    and mmvlp's CaptionMetric."""
+    """tools/test.py on a checkpoint of tools/train.py (the fixture), with
+    mmpretrain's RetrievalRecall / VQAAcc / Accuracy and mmvlp's
+    CaptionMetric."""
     work = str(tiny['root'] / f'tools_{task}')
     out = _run(['tools/test.py', CONFIGS[task], trained[task], '--work-dir',
                 work, '--cfg-options'] + _options(task, tiny))
@@ -156,7 +153,8 @@ def test_inferencers(tiny, trained, tmp_path):
     image_feats = t2i.prototype_feats
     ids, padding = model.texts([t2i.text_pipeline(
         {'text': texts[0]})['data_samples']])
-    scores = model.encode_text(ids, padding) @ image_feats.t()
+    with torch.no_grad():
+        scores = model.encode_text(ids, padding) @ image_feats.t()
     assert found[0][0]['sample_idx'] == int(scores.argmax())
     assert found[0][0]['match_score'] == pytest.approx(float(scores.max()),
                                                        abs=1e-5)

@@ -10,12 +10,15 @@
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/demo_vl.py',
-    '../_base_/models/beit3-tiny-p8_demo-vl.py',
+    '../_base_/models/beit3-tiny-p8_demo-vision.py',
 ]
 
 model = dict(
     type='BEiT3Captioner',
-    backbone={{_base_.backbone}},
+    # The demo-pretrained backbone with its text parts (shared with the
+    # transfer demo configs).
+    backbone=dict(_base_.demo_vision_backbone, vision_only=False,
+                  final_norm=True),
     tokenizer=dict(model_file={{_base_.text_model}}, style='xlmr'),
     max_length={{_base_.max_text_len}},
     num_beams=3,

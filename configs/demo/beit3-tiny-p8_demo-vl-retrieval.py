@@ -10,12 +10,15 @@
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/demo_vl.py',
-    '../_base_/models/beit3-tiny-p8_demo-vl.py',
+    '../_base_/models/beit3-tiny-p8_demo-vision.py',
 ]
 
 model = dict(
     type='BEiT3Retrieval',
-    backbone={{_base_.backbone}},
+    # The demo-pretrained backbone with its text parts (shared with the
+    # transfer demo configs).
+    backbone=dict(_base_.demo_vision_backbone, vision_only=False,
+                  final_norm=True),
     data_preprocessor={{_base_.data_preprocessor}})
 
 dataset = dict(

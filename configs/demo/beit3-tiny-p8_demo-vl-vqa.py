@@ -9,13 +9,16 @@
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/demo_vl.py',
-    '../_base_/models/beit3-tiny-p8_demo-vl.py',
+    '../_base_/models/beit3-tiny-p8_demo-vision.py',
 ]
 answers = 'data/demo_vl/vqa/answer2label.txt'
 
 model = dict(
     type='BEiT3VQA',
-    backbone={{_base_.backbone}},
+    # The demo-pretrained backbone with its text parts (shared with the
+    # transfer demo configs).
+    backbone=dict(_base_.demo_vision_backbone, vision_only=False,
+                  final_norm=True),
     answers=answers,
     data_preprocessor={{_base_.data_preprocessor}})
 

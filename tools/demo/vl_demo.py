@@ -33,7 +33,7 @@ import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import transfer_demo  # noqa: E402  (shared helpers of the fine-tuning demos)
@@ -79,6 +79,8 @@ def parse_args() -> argparse.Namespace:
                         'a task side by side, one thread each')
     parser.add_argument('--check', action='store_true',
                         help='exit 1 unless pretrained > scratch everywhere')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='more key=value overrides for every run')
     return parser.parse_args()
 
 
@@ -149,17 +151,18 @@ def chance_levels(data_root: str, val_samples: Optional[int]
 
 def run_task(task: str, init: str, checkpoint: str, work_dir: str,
              data_root: str, text_model: Optional[str],
-             max_iters: Optional[int],
-             val_samples: Optional[int]) -> Dict[str, float]:
+             max_iters: Optional[int], val_samples: Optional[int],
+             cfg_options: Sequence[str] = ()) -> Dict[str, float]:
     """One fine-tuning run through ``transfer_demo.run_one``; the task's
     metric (the mean of its keys) and seconds."""
     spec = VL_TASKS[task]
-    transfer_demo.TASKS[task] = dict(
-        config=spec['config'], key=spec['keys'][0], data=data_root,
-        data_options=path_options(spec['config'], data_root, text_model) +
-        smoke_options(max_iters, val_samples))
-    result = transfer_demo.run_one(task, init, checkpoint, work_dir,
-                                   max_iters)
+    transfer_demo.TASKS[task] = dict(config=spec['config'],
+                                     key=spec['keys'][0], data='',
+                                     data_options=[])
+    result = transfer_demo.run_one(
+        task, init, checkpoint, work_dir, max_iters, data_root,
+        path_options(spec['config'], data_root, text_model) +
+        smoke_options(max_iters, val_samples) + list(cfg_options))
     values = [result['value']] + [last_validation(work_dir, key)
                                   for key in spec['keys'][1:]]
     return dict(value=sum(values) / len(values), seconds=result['seconds'])
@@ -191,7 +194,7 @@ def main() -> int:
             futures = {init: pool.submit(
                 run_task, task, init, checkpoint,
                 osp.join(work_root, task, init), data_root, text_model,
-                args.max_iters, args.val_samples)
+                args.max_iters, args.val_samples, args.cfg_options)
                 for init in ('pretrained', 'scratch')}
             results = {init: f.result() for init, f in futures.items()}
         for init, result in results.items():
@@ -219,9 +222,7 @@ def main() -> int:
           'vqa_acc: VQA accuracy (%); caption_cider: CIDEr')
     print(f'written: {osp.join(work_root, "metrics.json")} '
           f'({time.time() - start:.0f} s)')
-    worse = [name for name, row in metrics.items()
-             if not name.startswith('_')
-             and not row['pretrained'] > row['scratch']]
+    worse = transfer_demo.not_better(metrics)
     if worse:
         print('pretrained is not better than scratch on: ' + ', '.join(worse))
         return 1 if args.check else 0
