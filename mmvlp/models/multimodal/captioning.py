@@ -107,13 +107,17 @@ class BEiT3Captioner(BEiT3TaskModel):
         self.mask_id = self.backbone.text_mask_token_id
         # Never generated: <s>, <pad>, the mask token and rows beyond the
         # tokenizer's vocabulary.
-        allowed = torch.ones(self.backbone.vocab_size, dtype=torch.bool)
+        limit = self.backbone.vocab_size
         if self.tokenizer is not None:
-            allowed[self.tokenizer.vocab_size:] = False
+            limit = self.tokenizer.vocab_size
             pad_id = self.tokenizer.pad_id
-        allowed[[bos_id, pad_id, self.mask_id]] = False
-        if not allowed[eos_id]:
-            raise ValueError(f'eos_id {eos_id} is not a generable token.')
+        banned = {bos_id, pad_id, self.mask_id}
+        if eos_id in banned or not 0 <= eos_id < limit:
+            raise ValueError(f'eos_id {eos_id} is not a token that can be '
+                             f'generated (special ids {sorted(banned)}, '
+                             f'vocabulary {limit}).')
+        allowed = torch.arange(self.backbone.vocab_size) < limit
+        allowed[sorted(banned)] = False
         self.register_buffer('_allowed', allowed, persistent=False)
         self.max_length = max_length
         self.num_beams = num_beams
