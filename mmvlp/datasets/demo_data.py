@@ -155,18 +155,33 @@ def make_sample(rng: np.random.Generator,
         background colour.
     """
     image, background, shapes = make_scene(rng, size, shape_scale)
-    parts, content = [], []
-    for item in shapes:
-        x0, y0, x1, _ = item.box
-        side = x1 - x0 + 1
-        vertical = _where(y0 + side / 2, size, ('top', 'middle', 'bottom'))
-        horizontal = _where(x0 + side / 2, size, ('left', 'center', 'right'))
-        size_word = 'large' if item.large else 'small'
-        parts.append(f'a {size_word} {item.color} {item.shape} at the '
-                     f'{vertical} {horizontal}')
-        content += [size_word, item.color, item.shape, vertical, horizontal]
-    caption = ' and '.join(parts) + f' on a {background} background'
+    words = [describe_shape(item, size) for item in shapes]
+    caption = caption_of(words, background)
+    content = [w for item in words for w in (
+        item['size'], item['color'], item['shape'], item['vertical'],
+        item['horizontal'])]
     return image, caption, content, list(BACKGROUNDS[background])
+
+
+def describe_shape(item: SceneShape, size: int) -> Dict[str, str]:
+    """The words that describe a drawn shape: ``size`` (small/large),
+    ``color``, ``shape``, ``vertical`` (top/middle/bottom) and
+    ``horizontal`` (left/center/right) position of its centre."""
+    x0, y0, x1, _ = item.box
+    side = x1 - x0 + 1
+    return dict(
+        size='large' if item.large else 'small', color=item.color,
+        shape=item.shape,
+        vertical=_where(y0 + side / 2, size, ('top', 'middle', 'bottom')),
+        horizontal=_where(x0 + side / 2, size, ('left', 'center', 'right')))
+
+
+def caption_of(words: List[Dict[str, str]], background: str) -> str:
+    """The demo caption of shapes described by :func:`describe_shape`, in
+    the given order, on a background."""
+    parts = [f'a {w["size"]} {w["color"]} {w["shape"]} at the '
+             f'{w["vertical"]} {w["horizontal"]}' for w in words]
+    return ' and '.join(parts) + f' on a {background} background'
 
 
 def make_demo_dataset(out_dir: str,

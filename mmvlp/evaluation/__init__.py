@@ -1,9 +1,10 @@
 """Metrics that mmpretrain, mmdet and mmseg do not already provide."""
+from .caption import CaptionMetric, caption_scores
 from .codebook import CodebookUsage
 from .reconstruction import ReconstructionMetric, psnr, ssim
 from .rfid import ReconstructionFID, frechet_distance
 
 __all__ = [
     'CodebookUsage', 'ReconstructionMetric', 'psnr', 'ssim',
-    'ReconstructionFID', 'frechet_distance'
+    'ReconstructionFID', 'frechet_distance', 'CaptionMetric', 'caption_scores'
 ]

@@ -8,6 +8,7 @@ from .checkpoint_files import (install_atomic_checkpoint_saving,
                                install_resumable_checkpoint_search)
 from .checkpoint_safety import (install_safe_checkpoint_loading,
                                 patch_history_buffer_pickling)
+from .numpy_compat import patch_mmpretrain_retrieval_in1d
 from .strategy_compat import apply_strategy_patches
 
 _APPLIED = False
@@ -23,4 +24,5 @@ def apply_compat_patches() -> None:
     install_atomic_checkpoint_saving()
     install_resumable_checkpoint_search()
     apply_strategy_patches()
+    patch_mmpretrain_retrieval_in1d()
     _APPLIED = True

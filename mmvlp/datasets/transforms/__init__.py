@@ -1,12 +1,13 @@
 """Data transforms."""
 from .loading import LoadImageSafe, decode_image
 from .masking import BlockwiseMaskGenerator, TextMasking, blockwise_mask
-from .packing import PackFields
+from .multi_image import ForEachImage
+from .packing import PackFields, PackVLInputs
 from .text import TokenizeText
 from .two_view import TwoViewCrop, sample_crop
 
 __all__ = [
     'BlockwiseMaskGenerator', 'TextMasking', 'blockwise_mask', 'TokenizeText',
-    'TwoViewCrop', 'sample_crop', 'PackFields', 'LoadImageSafe',
-    'decode_image'
+    'TwoViewCrop', 'sample_crop', 'PackFields', 'PackVLInputs',
+    'LoadImageSafe', 'decode_image', 'ForEachImage'
 ]

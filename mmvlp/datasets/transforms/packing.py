@@ -4,6 +4,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
+from mmpretrain.datasets.transforms import PackInputs
 
 from mmvlp.datasets.skips import skip_counter
 from mmvlp.registry import TRANSFORMS
@@ -77,3 +78,36 @@ class PackFields(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(keys={self.keys}, pad_to={self.pad_to})'
+
+
+@TRANSFORMS.register_module()
+class PackVLInputs(PackInputs):
+    """mmpretrain's ``PackInputs`` for vision-language tasks, plus the skip
+    counts of bad data.
+
+    ``inputs`` holds the image (or a list of images, e.g. the pair of an
+    NLVR2 sample) and the ``DataSample`` the ``algorithm_keys`` (token ids,
+    padding masks, answers, labels) and ``meta_keys``. With ``with_skips``
+    the output also holds ``skipped`` (see :class:`PackFields`), which
+    :class:`~mmvlp.engine.DataSkipHook` sums.
+
+    Args:
+        input_key (str): Field of the image(s). Defaults to ``'img'``.
+        algorithm_keys (Sequence[str]): Fields set on the data sample.
+        meta_keys (Sequence[str]): Fields set as meta information.
+        with_skips (bool): Add the ``skipped`` counts. Defaults to True.
+    """
+
+    def __init__(self,
+                 input_key: str = 'img',
+                 algorithm_keys: Sequence[str] = (),
+                 meta_keys: Sequence[str] = PackInputs.DEFAULT_META_KEYS,
+                 with_skips: bool = True) -> None:
+        super().__init__(input_key, tuple(algorithm_keys), tuple(meta_keys))
+        self.with_skips = with_skips
+
+    def transform(self, results: dict) -> dict:
+        packed = super().transform(results)
+        if self.with_skips:
+            return skip_counter().attach(packed)
+        return packed

@@ -1,6 +1,6 @@
 """Backbones."""
-from .beit3 import ARCH_SETTINGS, BEiT3, MultiwayOutput
+from .beit3 import ARCH_SETTINGS, BEiT3, KVCache, MultiwayOutput
 from .vit import VIT_ARCHS, ViTEncoder
 
-__all__ = ['ARCH_SETTINGS', 'BEiT3', 'MultiwayOutput', 'VIT_ARCHS',
+__all__ = ['ARCH_SETTINGS', 'BEiT3', 'KVCache', 'MultiwayOutput', 'VIT_ARCHS',
            'ViTEncoder']

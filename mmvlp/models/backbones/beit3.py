@@ -52,6 +52,47 @@ class MultiwayOutput(NamedTuple):
     patch_grid: Optional[Tuple[int, int]]
 
 
+class KVCache:
+    """Keys and values of every layer for the tokens encoded so far
+    (:meth:`BEiT3.forward_cached`).
+
+    Args:
+        layers (list[tuple[Tensor, Tensor]]): Per layer ``(keys, values)``,
+            each ``(B, heads, T, head_dims)``.
+        num_image_tokens (int): How many of the ``T`` tokens are image tokens
+            (they come first).
+    """
+
+    def __init__(self, layers: List[Tuple[torch.Tensor, torch.Tensor]],
+                 num_image_tokens: int) -> None:
+        self.layers = layers
+        self.num_image_tokens = num_image_tokens
+
+    @property
+    def length(self) -> int:
+        """Number of cached tokens ``T``."""
+        return self.layers[0][0].shape[2]
+
+    @property
+    def num_text_tokens(self) -> int:
+        """Number of cached text tokens."""
+        return self.length - self.num_image_tokens
+
+    def trim(self, length: int) -> 'KVCache':
+        """The cache of the first ``length`` tokens."""
+        if not self.num_image_tokens <= length <= self.length:
+            raise ValueError(f'Cannot trim a cache of {self.length} tokens '
+                             f'({self.num_image_tokens} image tokens) to '
+                             f'{length}.')
+        return KVCache([(k[:, :, :length], v[:, :, :length])
+                        for k, v in self.layers], self.num_image_tokens)
+
+    def index_select(self, index: torch.Tensor) -> 'KVCache':
+        """The cache of the batch rows ``index`` (e.g. surviving beams)."""
+        return KVCache([(k.index_select(0, index), v.index_select(0, index))
+                        for k, v in self.layers], self.num_image_tokens)
+
+
 @MODELS.register_module()
 class BEiT3(BaseModule):
     """BEiT-3 Multiway Transformer backbone.
@@ -384,15 +425,16 @@ class BEiT3(BaseModule):
         return x + pos, grid
 
     def _embed_text(self, text_ids: torch.Tensor,
-                    text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+                    text_mask: Optional[torch.Tensor],
+                    start: int = 0) -> torch.Tensor:
         if text_ids.dim() != 2 or text_ids.dtype not in (torch.long,
                                                          torch.int):
             raise ValueError(f'text_ids must be an integer (B, L) tensor, got '
                              f'{text_ids.dtype} {tuple(text_ids.shape)}.')
         length = text_ids.shape[1]
-        if length > self.max_text_len:
+        if start + length > self.max_text_len:
             raise ValueError(
-                f'Text of {length} tokens is longer than max_text_len='
+                f'Text of {start + length} tokens is longer than max_text_len='
                 f'{self.max_text_len}; truncate it or build BEiT3 with a '
                 'larger max_text_len.')
         if text_mask is not None:
@@ -402,7 +444,8 @@ class BEiT3(BaseModule):
                                  f'{tuple(text_mask.shape)}.')
             text_ids = text_ids.masked_fill(text_mask.bool(),
                                             self.text_mask_token_id)
-        return self.text_embed(text_ids) + self.pos_embed_text[:, :length]
+        return self.text_embed(text_ids) + \
+            self.pos_embed_text[:, start:start + length]
 
     # ------------------------------------------------------------------
     # Encoding
@@ -534,6 +577,81 @@ class BEiT3(BaseModule):
                                 vision_mask, text_mask, attn_mask)
         return output.hidden_states
 
+    def forward_cached(self,
+                       text_ids: torch.Tensor,
+                       images: Optional[torch.Tensor] = None,
+                       cache: Optional['KVCache'] = None,
+                       text_mask: Optional[torch.Tensor] = None
+                       ) -> Tuple[torch.Tensor, 'KVCache']:
+        """Encode new tokens of a prefix-causal sequence against cached keys
+        and values (incremental decoding, e.g. captioning).
+
+        The sequence is ``[image tokens | text tokens]`` under the mask of
+        prefix-causal captioning: image tokens attend to image tokens, a text
+        token to every image token and to the text tokens up to itself. The
+        first call passes the image (optional) and the first text tokens
+        without a cache; later calls pass only the next text tokens with the
+        cache returned before. The outputs equal those of
+        :meth:`forward_sequence` on the whole sequence with that
+        ``attn_mask`` (``tests/test_vl_captioning.py``).
+
+        Args:
+            text_ids (Tensor): ``(B, n)`` new text tokens (no padding).
+            images (Tensor, optional): ``(B, 3, H, W)``, first call only.
+            cache (KVCache, optional): What an earlier call returned; its
+                text length is the position of the first new token.
+            text_mask (Tensor, optional): ``(B, n)``, True at tokens replaced
+                by the mask token.
+
+        Returns:
+            tuple: The new tokens' hidden states after the final norm,
+            ``(B, N_image_tokens + n, C)`` on the first call with images and
+            ``(B, n, C)`` otherwise, and the :class:`KVCache` of every token
+            so far (trim it to drop tokens that must not stay, e.g. a
+            placeholder mask token).
+        """
+        if self.vision_only:
+            raise ValueError('This BEiT3 was built with vision_only=True and '
+                             'has no text parts.')
+        if cache is not None and images is not None:
+            raise ValueError('images belong to the first call only; later '
+                             'calls pass the next text tokens and the cache.')
+        if text_mask is not None and text_mask.shape != text_ids.shape:
+            raise ValueError('text_mask must have the shape of text_ids '
+                             f'{tuple(text_ids.shape)}, got '
+                             f'{tuple(text_mask.shape)}.')
+        past_len = 0 if cache is None else cache.length
+        num_image = 0 if cache is None else cache.num_image_tokens
+        parts = []
+        if images is not None:
+            image_tokens, _ = self._embed_images(images, None)
+            num_image = image_tokens.shape[1]
+            parts.append(image_tokens)
+        text_start = past_len - (0 if cache is None else num_image)
+        parts.append(self._embed_text(text_ids, text_mask, start=text_start))
+        if len(parts) > 1 and parts[0].shape[0] != parts[1].shape[0]:
+            raise ValueError(f'images and text_ids have different batch sizes '
+                             f'({parts[0].shape[0]} vs {parts[1].shape[0]}).')
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        split = x.shape[1] - text_ids.shape[1]  # image tokens among the new
+        # Prefix-causal mask of the new queries over all keys (True = may
+        # attend): image keys for everyone, earlier text keys for text.
+        queries = torch.arange(past_len, past_len + x.shape[1],
+                               device=x.device)
+        keys = torch.arange(past_len + x.shape[1], device=x.device)
+        allowed = (keys[None, :] < num_image) | (
+            (queries[:, None] >= num_image) &
+            (keys[None, :] <= queries[:, None]))
+        fuse = num_image > 0
+        new_layers = []
+        for index, layer in enumerate(self.layers):
+            past = None if cache is None else cache.layers[index]
+            x, kv = layer.forward_cached(x, split, past, allowed, fuse)
+            new_layers.append(kv)
+        if self.norm is not None:
+            x = self.norm(x, split)
+        return x, KVCache(new_layers, num_image)
+
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Vision-only forward in mmpretrain's ``VisionTransformer`` style.
 
@@ -598,4 +716,4 @@ class BEiT3(BaseModule):
         self.with_cp = enable
 
 
-__all__ = ['BEiT3', 'MultiwayOutput', 'ARCH_SETTINGS']
+__all__ = ['BEiT3', 'MultiwayOutput', 'KVCache', 'ARCH_SETTINGS']

@@ -142,6 +142,42 @@ class MultiwayAttention(nn.Module):
             outs.append(expert_of(self.proj, kind)(part))
         return outs
 
+    def forward_cached(
+        self,
+        x: torch.Tensor,
+        split: int,
+        past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        attn_mask: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Attend from new tokens over cached keys/values and their own
+        (incremental decoding).
+
+        Args:
+            x (Tensor): ``(B, n, C)`` new tokens, image tokens first.
+            split (int): Number of leading image tokens in ``x``.
+            past (tuple, optional): ``(keys, values)``, each ``(B, H, T, d)``,
+                of the ``T`` tokens before ``x`` (returned by an earlier
+                call).
+            attn_mask (Tensor, optional): SDPA mask broadcastable to
+                ``(B, H, n, T + n)`` (True = may attend, or additive).
+
+        Returns:
+            tuple: ``(B, n, C)`` outputs and the ``(keys, values)`` of all
+            ``T + n`` tokens.
+        """
+        batch, num_tokens, _ = x.shape
+        qkv = route(self.qkv, x, split)
+        q, k, v = qkv.view(batch, num_tokens, 3, self.num_heads,
+                           self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = out.transpose(1, 2).reshape(batch, num_tokens, self.embed_dims)
+        if self.inner_norm is not None:
+            out = route(self.inner_norm, out, split)
+        return route(self.proj, out, split), (k, v)
+
 
 def window_sdpa(q: torch.Tensor,
                 k: torch.Tensor,

@@ -15,30 +15,13 @@ from mmengine.logging import MessageHub
 
 from mmvlp.registry import MODELS, build_scoped
 from ..backbones.vit import ViTEncoder
+from ..heads.contrastive import contrastive_loss
 from ..quantizers import QuantizerOutput
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseVisualTokenizer
 from .losses import hinge_d_loss, hinge_g_loss
 from .targets import check_raw_pixels
 
 RECON_LOSSES = ('l1', 'l2')
-
-
-def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                     logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch of l2-normalised embedding pairs.
-
-    Args:
-        image_embeds (Tensor): ``(B, D)``, l2-normalised.
-        text_embeds (Tensor): ``(B, D)``, l2-normalised.
-        logit_scale (Tensor): Log of the inverse temperature.
-
-    Returns:
-        Tensor: Mean of the image->text and text->image cross-entropies.
-    """
-    logits = logit_scale.exp() * image_embeds @ text_embeds.t()
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) +
-            F.cross_entropy(logits.t(), labels)) / 2
 
 
 @MODELS.register_module()
