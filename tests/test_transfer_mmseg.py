@@ -155,7 +155,8 @@ def test_colour_demo_config_matches_its_data():
     """The transfer demo's segmentation config: background and the eight
     colours (make_demo_ade(label='color'))."""
     from mmvlp.datasets.demo_dense import demo_seg_classes, demo_seg_palette
-    cfg = Config.fromfile(TINY.replace('demo-shapes', 'demo-colors'))
+    cfg = Config.fromfile(config_path(
+        'mmseg', 'upernet_beit3-tiny-p8_1xb8-600it_demo-colors-ade-48x48.py'))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         metainfo = cfg[loader].dataset.metainfo
         assert metainfo['classes'] == demo_seg_classes('color')

