@@ -45,6 +45,8 @@ def test_last_validation_reads_the_newest_run(tmp_path):
     assert demo.last_validation(work_dir, 'mIoU') == 30.0
     with pytest.raises(RuntimeError, match="No validation result 'aAcc'"):
         demo.last_validation(work_dir, 'aAcc')
+    # A validation that reported nothing (COCO: no detection at all).
+    assert demo.last_validation(work_dir, 'coco/bbox_mAP', 0.) == 0.
     with pytest.raises(RuntimeError, match='holds no vis_data'):
         demo.last_validation(str(tmp_path / '20260101_000000' / 'vis_data'),
                              'mIoU')

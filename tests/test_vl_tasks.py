@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from helpers.demo_data import (make_demo_with_spm,
-                               save_demo_pretrain_checkpoint)
+from helpers.demo_data import make_demo_with_spm
+from helpers.transfer import demo_pretrain_checkpoint
 from mmvlp.datasets import make_demo_vl_dataset
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
@@ -34,8 +34,8 @@ def tiny(tmp_path_factory):
     data = str(root / 'vl')
     make_demo_vl_dataset(data, num_train=24, num_val=8, size=48,
                          num_nlvr2=(16, 8))
-    checkpoint = save_demo_pretrain_checkpoint(
-        str(root / 'pretrain.pth'), osp.join(REPO, CONFIGS['retrieval']))
+    checkpoint = str(root / 'pretrain.pth')
+    demo_pretrain_checkpoint(checkpoint)
     return dict(root=root, data=data, checkpoint=checkpoint,
                 text_model=str(root / 'pre' / 'text_spm.model'))
 

@@ -61,6 +61,10 @@ TASKS = {
         config='configs/mmdet/'
         'mask-rcnn_beit3-tiny-p8_simple-fpn_1xb8-300it_demo-colors.py',
         key='coco/bbox_mAP', metric='det_bbox_mAP',
+        # CocoMetric reports nothing when the detector found no object at
+        # all (it logs "The testing results of the whole dataset is
+        # empty"): an mAP of 0.
+        empty_result=0.,
         data='demo_coco_colors',
         make=['tools/data/make_demo_dense_data.py', 'coco', '{data}',
               '--label', 'color'],
@@ -119,9 +123,11 @@ def default_checkpoint() -> str:
         return f.read().strip()
 
 
-def last_validation(work_dir: str, key: str) -> float:
+def last_validation(work_dir: str, key: str,
+                    empty_result: Optional[float] = None) -> float:
     """``key`` of the last validation that mmengine's ``LocalVisBackend``
-    wrote to ``<work_dir>/<timestamp>/vis_data/scalars.json``."""
+    wrote to ``<work_dir>/<timestamp>/vis_data/scalars.json``, or
+    ``empty_result`` (when given) if no validation reported it."""
     runs = sorted(d for d in os.listdir(work_dir)
                   if osp.isfile(osp.join(work_dir, d, 'vis_data',
                                          'scalars.json')))
@@ -134,6 +140,10 @@ def last_validation(work_dir: str, key: str) -> float:
             record = json.loads(line)
             if key in record:
                 value = float(record[key])
+    if value is None and empty_result is not None:
+        print(f'   no {key} in {work_dir}: counted as {empty_result}',
+              flush=True)
+        return empty_result
     if value is None:
         raise RuntimeError(f'No validation result {key!r} in {work_dir}: '
                            'the run did not reach its validation.')
@@ -142,7 +152,8 @@ def last_validation(work_dir: str, key: str) -> float:
 
 def fine_tune(config: str, keys: Sequence[str], init: str,
               checkpoint: str, work_dir: str, options: Sequence[str] = (),
-              max_iters: Optional[int] = None) -> Dict[str, float]:
+              max_iters: Optional[int] = None,
+              empty_result: Optional[float] = None) -> Dict[str, float]:
     """One fine-tuning run: ``tools/train.py config`` in a subprocess.
 
     Args:
@@ -157,6 +168,9 @@ def fine_tune(config: str, keys: Sequence[str], init: str,
         options (Sequence[str]): More ``--cfg-options``.
         max_iters (int, optional): Shorten the run to this many iterations,
             validating and saving at the end.
+        empty_result (float, optional): The value of a key that the
+            (finished) run's validation did not report, e.g. 0 for COCO mAP
+            when nothing was detected; by default that is an error.
 
     Returns:
         dict: ``value`` and ``seconds``.
@@ -187,7 +201,7 @@ def fine_tune(config: str, keys: Sequence[str], init: str,
             tail = f.read()[-3000:]
         raise RuntimeError(f'{config} ({init}) failed with exit code '
                            f'{result.returncode}; the end of {log}:\n{tail}')
-    values = [last_validation(work_dir, key) for key in keys]
+    values = [last_validation(work_dir, key, empty_result) for key in keys]
     return dict(value=sum(values) / len(values), seconds=round(seconds, 1))
 
 
@@ -291,7 +305,8 @@ def main() -> int:
             lambda init: fine_tune(spec['config'], [spec['key']], init,
                                    checkpoint,
                                    osp.join(work_root, task, init), options,
-                                   args.max_iters), args.jobs)
+                                   args.max_iters, spec.get('empty_result')),
+            args.jobs)
         for init, result in results.items():
             runs[f'{task}/{init}'] = result
             print(f'   {init:<10} {spec["metric"]} = {result["value"]:.4f} '
