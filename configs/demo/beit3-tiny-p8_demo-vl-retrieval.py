@@ -8,8 +8,8 @@
 # From scratch (same budget): --cfg-options model.backbone.init_cfg=None
 # `make demo-vl` runs both (tools/demo/vl_demo.py).
 _base_ = [
-    '../_base_/default_runtime.py',
     '../_base_/datasets/demo_vl.py',
+    '../_base_/schedules/demo_vl_finetune.py',
     '../_base_/models/beit3-tiny-p8_demo-vision.py',
 ]
 
@@ -58,25 +58,5 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='mmpretrain.RetrievalRecall', topk=(1, 5))
 test_evaluator = val_evaluator
 
-max_iters = 200
-warmup_iters = 20
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                   weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.75))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
-         end=warmup_iters),
-    dict(type='CosineAnnealingLR', eta_min_ratio=1e-2, by_epoch=False,
-         begin=warmup_iters, end=max_iters),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=max_iters)
-val_cfg = dict(type='mmpretrain.RetrievalValLoop')
-test_cfg = dict(type='mmpretrain.RetrievalTestLoop')
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
-log_processor = dict(by_epoch=False)
-custom_hooks = [dict(type='DataSkipHook')]
+val_cfg = dict(_delete_=True, type='mmpretrain.RetrievalValLoop')
+test_cfg = dict(_delete_=True, type='mmpretrain.RetrievalTestLoop')

@@ -88,17 +88,18 @@ TASKS = {
 }
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def demo_parser(description: str, work_dir: str, tasks: Sequence[str],
+                data_root: str, data_help: str) -> argparse.ArgumentParser:
+    """The options of the pretrained-vs-scratch demos (this one and
+    ``vl_demo.py``); a demo adds its own."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--pretrained', default=None,
                         help='pretraining checkpoint (default: the one named '
                         'by work_dirs/demo/pretrain/last_checkpoint)')
-    parser.add_argument('--work-dir', default='work_dirs/demo_transfer')
-    parser.add_argument('--data-root', default='data',
-                        help='where the generated task datasets are (made '
-                        'there when missing)')
-    parser.add_argument('--tasks', nargs='+', choices=list(TASKS),
-                        default=list(TASKS))
+    parser.add_argument('--work-dir', default=work_dir)
+    parser.add_argument('--tasks', nargs='+', choices=list(tasks),
+                        default=list(tasks))
+    parser.add_argument('--data-root', default=data_root, help=data_help)
     parser.add_argument('--max-iters', type=int, default=None,
                         help='shorten every run to N iterations (smoke)')
     parser.add_argument('--jobs', type=int, default=2, choices=(1, 2),
@@ -108,7 +109,14 @@ def parse_args() -> argparse.Namespace:
                         help='exit 1 unless pretrained > scratch everywhere')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='more key=value overrides for every run')
-    return parser.parse_args()
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    return demo_parser(
+        __doc__.split('\n\n')[0], 'work_dirs/demo_transfer', list(TASKS),
+        'data', 'where the generated task datasets are (made there when '
+        'missing)').parse_args()
 
 
 def default_checkpoint() -> str:

@@ -55,29 +55,14 @@ LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--pretrained', default=None,
-                        help='pretraining checkpoint (default: the one named '
-                        'by work_dirs/demo/pretrain/last_checkpoint)')
-    parser.add_argument('--work-dir', default='work_dirs/demo_vl')
-    parser.add_argument('--tasks', nargs='+', choices=list(VL_TASKS),
-                        default=list(VL_TASKS))
-    parser.add_argument('--data-root', default='data/demo_vl',
-                        help='generated here when missing')
+    parser = transfer_demo.demo_parser(
+        __doc__.split('\n\n')[0], 'work_dirs/demo_vl', list(VL_TASKS),
+        'data/demo_vl', 'generated here when missing')
     parser.add_argument('--text-model', default=None,
                         help='SentencePiece model of the pretraining '
                         '(default: the configs\' data/demo_pretrain one)')
-    parser.add_argument('--max-iters', type=int, default=None,
-                        help='shorten every run to N iterations (smoke)')
     parser.add_argument('--val-samples', type=int, default=None,
                         help='evaluate on the first N held-out samples only')
-    parser.add_argument('--jobs', type=int, default=2, choices=(1, 2),
-                        help='2 runs the pretrained and the scratch run of '
-                        'a task side by side, one thread each')
-    parser.add_argument('--check', action='store_true',
-                        help='exit 1 unless pretrained > scratch everywhere')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='more key=value overrides for every run')
     return parser.parse_args()
 
 
