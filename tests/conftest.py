@@ -19,3 +19,15 @@ def vgg_checkpoint(tmp_path_factory):
              if k.startswith('features.')}
     torch.save(state, path)
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_default_scope():
+    """Each test starts with the default-scope state the session started
+    with: a Runner built by one test (mmdet's, mmseg's) leaves its scope
+    current, and unscoped builds in later tests would search that scope."""
+    from mmengine.registry import DefaultScope
+    saved = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)

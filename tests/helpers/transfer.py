@@ -285,18 +285,21 @@ def prepare(config: str, data_root: str, work_dir: str,
 
 
 def demo_pretrain_checkpoint(path: str) -> dict:
-    """Save a checkpoint shaped like the demo pretraining's (the backbone of
-    configs/demo/beit3-tiny-p8_demo-pretrain.py under ``backbone.``, beside a
-    head) with random weights; returns the backbone's state dict."""
+    """Save a checkpoint shaped like the demo pretraining's (a
+    ``BEiT3Pretrain`` with the backbone of
+    configs/demo/beit3-tiny-p8_demo-pretrain.py, its MLM head and a 16-code
+    MIM head) with random weights, as mmengine's Runner saves it; returns
+    the backbone's state dict."""
     import torch
+    from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
 
-    from mmvlp.registry import MODELS
+    from mmvlp.models.algorithms import BEiT3Pretrain
     backbone_cfg = Config.fromfile(
         config_path('demo', 'beit3-tiny-p8_demo-pretrain.py')).model.backbone
-    backbone_cfg['type'] = 'mmvlp.BEiT3'
     torch.manual_seed(1)
-    backbone = MODELS.build(backbone_cfg)
-    state = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
-    state['mim_head.fc.weight'] = torch.zeros(4, 4)
-    torch.save(dict(state_dict=state, meta=dict()), path)
-    return backbone.state_dict()
+    model = BEiT3Pretrain(backbone=backbone_cfg.to_dict(),
+                          visual_vocab_size=16)
+    save_checkpoint(dict(meta=dict(iter=1300),
+                         state_dict=weights_to_cpu(model.state_dict())),
+                    path)
+    return model.backbone.state_dict()
