@@ -162,7 +162,9 @@ class VisualQuestionAnsweringInferencer(_ScopedInit, _MMPretrainVQA):
 
 class _RetrievalInferencer(BaseInferencer):
     """What both retrieval directions share: the model, the image and text
-    parts of the test pipeline, and the prototype (gallery) features."""
+    parts of the test pipeline, the prototype (gallery) features and the
+    ranked results (each names its gallery entry under ``result_key``)."""
+    result_key: str = ''
 
     def __init__(self,
                  model: ModelType,
@@ -219,6 +221,23 @@ class _RetrievalInferencer(BaseInferencer):
     def _match(self, scores: torch.Tensor) -> List[DataSample]:
         return [DataSample().set_pred_score(s) for s in scores]
 
+    def postprocess(self, preds: List[DataSample], visualization,
+                    return_datasamples: bool = False, topk: int = 5) -> list:
+        """The ``topk`` best gallery entries of each query, as dicts of
+        ``match_score``, ``sample_idx`` and the entry under
+        :attr:`result_key`."""
+        if return_datasamples:
+            return preds
+        results = []
+        for sample in preds:
+            scores, indices = sample.pred_score.topk(
+                min(topk, len(self.prototype)))
+            results.append([
+                {'match_score': float(s), 'sample_idx': int(i),
+                 self.result_key: self.prototype[int(i)]}
+                for s, i in zip(scores, indices)])
+        return results
+
 
 class TextToImageRetrievalInferencer(_RetrievalInferencer):
     """Find the images of a folder (or a list) that match a text, with a
@@ -241,6 +260,7 @@ class TextToImageRetrievalInferencer(_RetrievalInferencer):
     visualize_kwargs: set = {'topk', 'show', 'show_dir', 'figsize',
                              'draw_score'}
     postprocess_kwargs: set = {'topk'}
+    result_key = 'img_path'
 
     def _prepare_prototype(self, prototype):
         if isinstance(prototype, str) and prototype.endswith('.pth'):
@@ -299,20 +319,6 @@ class TextToImageRetrievalInferencer(_RetrievalInferencer):
             images.append(self.visualizer.get_image())
         return images
 
-    def postprocess(self, preds: List[DataSample], visualization,
-                    return_datasamples: bool = False, topk: int = 5) -> list:
-        if return_datasamples:
-            return preds
-        results = []
-        for sample in preds:
-            scores, indices = sample.pred_score.topk(
-                min(topk, len(self.prototype)))
-            results.append([
-                dict(match_score=float(s), sample_idx=int(i),
-                     img_path=self.prototype[int(i)])
-                for s, i in zip(scores, indices)])
-        return results
-
 
 class ImageToTextRetrievalInferencer(_RetrievalInferencer):
     """Find the texts of a list that match an image, with a
@@ -335,6 +341,7 @@ class ImageToTextRetrievalInferencer(_RetrievalInferencer):
     visualize_kwargs: set = {'topk', 'show', 'show_dir', 'resize',
                              'draw_score'}
     postprocess_kwargs: set = {'topk'}
+    result_key = 'text'
 
     def _prepare_prototype(self, prototype):
         if isinstance(prototype, str) and prototype.endswith('.pth'):
@@ -384,20 +391,6 @@ class ImageToTextRetrievalInferencer(_RetrievalInferencer):
                 out_file=out_file)
             images.append(self.visualizer.get_image())
         return images
-
-    def postprocess(self, preds: List[DataSample], visualization,
-                    return_datasamples: bool = False, topk: int = 5) -> list:
-        if return_datasamples:
-            return preds
-        results = []
-        for sample in preds:
-            scores, indices = sample.pred_score.topk(
-                min(topk, len(self.prototype)))
-            results.append([
-                dict(match_score=float(s), sample_idx=int(i),
-                     text=self.prototype[int(i)])
-                for s, i in zip(scores, indices)])
-        return results
 
 
 __all__ = [

@@ -46,8 +46,30 @@ def _check_format(ann_format: Optional[str]) -> None:
                          f'{ann_format!r}.')
 
 
+class _CaptionFileDataset(_VLDataset):
+    """A dataset read from a caption file (Karpathy JSON, BEiT-3 index
+    jsonl or an ``{"image", "caption"}`` jsonl list) with
+    :func:`load_caption_images`; the arguments are those of its subclasses
+    (:class:`ImageTextRetrievalDataset`, :class:`ImageCaptionDataset`)."""
+
+    def __init__(self,
+                 ann_file: str,
+                 ann_format: Optional[str] = None,
+                 splits: Optional[Sequence[str]] = None,
+                 data_root: str = '',
+                 data_prefix: dict = dict(img_path=''),
+                 test_mode: bool = False,
+                 **kwargs) -> None:
+        _check_format(ann_format)
+        self.ann_format = ann_format
+        self.splits = tuple(splits) if splits else None
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=data_prefix, test_mode=test_mode,
+                         **kwargs)
+
+
 @DATASETS.register_module()
-class ImageTextRetrievalDataset(_VLDataset):
+class ImageTextRetrievalDataset(_CaptionFileDataset):
     """Image-text retrieval (COCO / Flickr30K Karpathy splits, BEiT-3 index
     files, ``{"image", "caption"}`` jsonl lists).
 
@@ -74,22 +96,10 @@ class ImageTextRetrievalDataset(_VLDataset):
         **kwargs: :class:`mmengine.dataset.BaseDataset` arguments.
     """
 
-    def __init__(self,
-                 ann_file: str,
-                 ann_format: Optional[str] = None,
-                 splits: Optional[Sequence[str]] = None,
-                 data_root: str = '',
-                 data_prefix: dict = dict(img_path=''),
-                 test_mode: bool = False,
-                 **kwargs) -> None:
-        _check_format(ann_format)
-        self.ann_format = ann_format
-        self.splits = tuple(splits) if splits else None
+    def __init__(self, *args, **kwargs) -> None:
         self.img_size = 0
         self.text_size = 0
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=data_prefix, test_mode=test_mode,
-                         **kwargs)
+        super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         images, empty = load_caption_images(
@@ -142,7 +152,7 @@ class ImageTextRetrievalDataset(_VLDataset):
 
 
 @DATASETS.register_module()
-class ImageCaptionDataset(_VLDataset):
+class ImageCaptionDataset(_CaptionFileDataset):
     """Image captioning (COCO Karpathy split, BEiT-3 ``coco_captioning``
     index files, ``{"image", "caption"}`` jsonl lists).
 
@@ -161,21 +171,6 @@ class ImageCaptionDataset(_VLDataset):
         test_mode (bool): One sample per image (evaluation).
         **kwargs: :class:`mmengine.dataset.BaseDataset` arguments.
     """
-
-    def __init__(self,
-                 ann_file: str,
-                 ann_format: Optional[str] = None,
-                 splits: Optional[Sequence[str]] = None,
-                 data_root: str = '',
-                 data_prefix: dict = dict(img_path=''),
-                 test_mode: bool = False,
-                 **kwargs) -> None:
-        _check_format(ann_format)
-        self.ann_format = ann_format
-        self.splits = tuple(splits) if splits else None
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=data_prefix, test_mode=test_mode,
-                         **kwargs)
 
     def load_data_list(self) -> List[dict]:
         images, empty = load_caption_images(
