@@ -131,6 +131,16 @@ def default_checkpoint() -> str:
         return f.read().strip()
 
 
+def pretrained_checkpoint(path: Optional[str]) -> str:
+    """The absolute path of ``path`` (``--pretrained``), else of
+    :func:`default_checkpoint`; an error names a missing file."""
+    checkpoint = path or default_checkpoint()
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'Pretrained checkpoint {checkpoint} does '
+                                'not exist.')
+    return osp.abspath(checkpoint)
+
+
 def last_validation(work_dir: str, key: str,
                     empty_result: Optional[float] = None) -> float:
     """``key`` of the last validation that mmengine's ``LocalVisBackend``
@@ -290,11 +300,7 @@ def report(metrics: Dict[str, dict], work_root: str, check: bool,
 
 def main() -> int:
     args = parse_args()
-    checkpoint = args.pretrained or default_checkpoint()
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'Pretrained checkpoint {checkpoint} does '
-                                'not exist.')
-    checkpoint = osp.abspath(checkpoint)
+    checkpoint = pretrained_checkpoint(args.pretrained)
     work_root = osp.abspath(args.work_dir)
     data_root = osp.abspath(args.data_root)
     metrics: Dict[str, dict] = {}

@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import transfer_demo  # noqa: E402  (shared helpers of the fine-tuning demos)
-from transfer_demo import REPO, default_checkpoint  # noqa
+from transfer_demo import REPO  # noqa
 
 # Each task: its config, the validation keys averaged into its metric, the
 # metric's name, and what points the config to other data.
@@ -147,11 +147,7 @@ def run_task(task: str, init: str, checkpoint: str, work_dir: str,
 
 def main() -> int:
     args = parse_args()
-    checkpoint = args.pretrained or default_checkpoint()
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'Pretrained checkpoint {checkpoint} does '
-                                'not exist.')
-    checkpoint = osp.abspath(checkpoint)
+    checkpoint = transfer_demo.pretrained_checkpoint(args.pretrained)
     data_root = osp.abspath(osp.join(REPO, args.data_root))
     text_model = osp.abspath(args.text_model) if args.text_model else None
     if not osp.isfile(osp.join(data_root, 'dataset_demo_vl.json')):
