@@ -6,17 +6,12 @@
 # bicubic resize for testing; references for the metric come from the
 # Karpathy file. Layout:
 #   data/coco/dataset_coco.json, data/coco/train2014/, data/coco/val2014/
-_base_ = ['./beit3_randaug.py']
+_base_ = ['./beit3_vl_loaders.py', './beit3_randaug.py']
 data_root = 'data/coco'
 text_model = 'checkpoints/beit3.spm'
 image_size = 480
 max_text_len = 32
 
-data_preprocessor = dict(
-    type='mmpretrain.MultiModalDataPreprocessor',
-    mean=[127.5, 127.5, 127.5],
-    std=[127.5, 127.5, 127.5],
-    to_rgb=True)
 train_pipeline = [
     dict(type='LoadImageSafe'),
     dict(type='mmpretrain.RandomResizedCrop', scale=image_size,
@@ -44,27 +39,14 @@ dataset = dict(type='ImageCaptionDataset', data_root=data_root,
                ann_file='dataset_coco.json')
 train_dataloader = dict(
     batch_size=32,
-    num_workers=10,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(splits=['train', 'restval'], pipeline=train_pipeline,
                  **dataset))
 val_dataloader = dict(
     batch_size=16,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(splits=['val'], test_mode=True, pipeline=test_pipeline,
                  **dataset))
 test_dataloader = dict(
     batch_size=16,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(splits=['test'], test_mode=True, pipeline=test_pipeline,
                  **dataset))
 # BLEU, ROUGE-L, CIDEr (+ METEOR: meteor=True); SPICE is not run offline.

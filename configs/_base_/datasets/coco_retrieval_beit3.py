@@ -4,16 +4,12 @@
 # a bicubic resize for testing, mean = std = 0.5, texts up to 64 tokens of
 # beit3.spm (XLM-R ids). Layout:
 #   data/coco/dataset_coco.json, data/coco/train2014/, data/coco/val2014/
+_base_ = ['./beit3_vl_loaders.py']
 data_root = 'data/coco'
 text_model = 'checkpoints/beit3.spm'
 image_size = 384
 max_text_len = 64
 
-data_preprocessor = dict(
-    type='mmpretrain.MultiModalDataPreprocessor',
-    mean=[127.5, 127.5, 127.5],
-    std=[127.5, 127.5, 127.5],
-    to_rgb=True)
 tokenize = dict(type='TokenizeText', model_file=text_model, style='xlmr',
                 max_length=max_text_len, key='text')
 train_pipeline = [
@@ -40,27 +36,14 @@ dataset = dict(type='ImageTextRetrievalDataset', data_root=data_root,
                ann_file='dataset_coco.json')
 train_dataloader = dict(
     batch_size=192,
-    num_workers=10,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(splits=['train', 'restval'], pipeline=train_pipeline,
                  **dataset))
 val_dataloader = dict(
     batch_size=64,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(splits=['val'], test_mode=True, pipeline=test_pipeline,
                  **dataset))
 test_dataloader = dict(
     batch_size=64,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(splits=['test'], test_mode=True, pipeline=test_pipeline,
                  **dataset))
 # Image->text and text->image recall (i2t/..., t2i/... by the loops).

@@ -5,16 +5,12 @@
 # official one): data/nlvr2/images/train/<dir>/*.png, data/nlvr2/dev/*.png,
 # data/nlvr2/test1/*.png and NLVR2's json lines in
 # data/nlvr2/nlvr/nlvr2/data/{train,dev,test1}.json.
+_base_ = ['./beit3_vl_loaders.py']
 data_root = 'data/nlvr2'
 text_model = 'checkpoints/beit3.spm'
 image_size = 224
 max_text_len = 64
 
-data_preprocessor = dict(
-    type='mmpretrain.MultiModalDataPreprocessor',
-    mean=[127.5, 127.5, 127.5],
-    std=[127.5, 127.5, 127.5],
-    to_rgb=True)
 tokenize = dict(type='TokenizeText', model_file=text_model, style='xlmr',
                 max_length=max_text_len, key='text')
 train_pipeline = [
@@ -44,30 +40,17 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=32,
-    num_workers=10,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(type='NLVR2Dataset', data_root=data_root,
                  ann_file='nlvr/nlvr2/data/train.json',
                  data_prefix=dict(img_path='images/train'),
                  pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=48,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(type='NLVR2Dataset', data_root=data_root,
                  ann_file='nlvr/nlvr2/data/dev.json',
                  data_prefix=dict(img_path='dev'), pipeline=test_pipeline))
 test_dataloader = dict(
     batch_size=48,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(type='NLVR2Dataset', data_root=data_root,
                  ann_file='nlvr/nlvr2/data/test1.json',
                  data_prefix=dict(img_path='test1'), pipeline=test_pipeline))

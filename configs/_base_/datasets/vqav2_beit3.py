@@ -12,18 +12,13 @@
 # (its vqa.train.jsonl, vqa.trainable_val.jsonl index files; VQAv2Dataset
 # reads them with ann_file=<index>, question_file=None) and submits
 # test-dev predictions to the evaluation server (ReportVQA below).
-_base_ = ['./beit3_randaug.py']
+_base_ = ['./beit3_vl_loaders.py', './beit3_randaug.py']
 data_root = 'data/vqa'
 text_model = 'checkpoints/beit3.spm'
 answer_file = 'data/vqa/answer2label.txt'
 image_size = 480
 max_text_len = 64
 
-data_preprocessor = dict(
-    type='mmpretrain.MultiModalDataPreprocessor',
-    mean=[127.5, 127.5, 127.5],
-    std=[127.5, 127.5, 127.5],
-    to_rgb=True)
 tokenize = dict(type='TokenizeText', model_file=text_model, style='xlmr',
                 max_length=max_text_len, key='question')
 train_pipeline = [
@@ -53,11 +48,6 @@ dataset = dict(type='VQAv2Dataset', data_root=data_root,
                answer_file='answer2label.txt')
 train_dataloader = dict(
     batch_size=16,
-    num_workers=10,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(
         question_file='v2_OpenEnded_mscoco_train2014_questions.json',
         ann_file='v2_mscoco_train2014_annotations.json',
@@ -65,10 +55,6 @@ train_dataloader = dict(
         pipeline=train_pipeline, **dataset))
 val_dataloader = dict(
     batch_size=24,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(
         question_file='v2_OpenEnded_mscoco_val2014_questions.json',
         ann_file='v2_mscoco_val2014_annotations.json',
@@ -78,10 +64,6 @@ val_evaluator = dict(type='mmpretrain.VQAAcc')
 # test-dev / test-std: questions without answers -> a submission file.
 test_dataloader = dict(
     batch_size=24,
-    num_workers=10,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
     dataset=dict(
         question_file='v2_OpenEnded_mscoco_test-dev2015_questions.json',
         ann_file='', data_prefix=dict(img_path='test2015'), test_mode=True,
