@@ -14,7 +14,7 @@
 # Test:   tools/dist_test.sh  \
 #     configs/beit3/beit3-base-p16-224_8xb32-20e_nlvr2.py CKPT 8
 _base_ = [
-    '../_base_/default_runtime.py',
+    '../_base_/schedules/beit3_vl_finetune.py',
     '../_base_/datasets/nlvr2_beit3.py',
 ]
 pretrained = 'checkpoints/beit3_base_patch16_224_mmvlp.pth'
@@ -38,10 +38,7 @@ warmup_lr = 1e-6
 max_epochs = 20
 warmup_epochs = 5
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                   weight_decay=0.2),
-    constructor='LayerDecayOptimWrapperConstructor',
+    optimizer=dict(lr=lr, weight_decay=0.2),
     paramwise_cfg=dict(layer_decay_rate=0.65))
 param_scheduler = [
     dict(type='LinearLR', start_factor=warmup_lr / lr, by_epoch=True,
@@ -49,12 +46,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min_ratio=min_lr / lr, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
+train_cfg = dict(max_epochs=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
-                    save_best='accuracy/top1', rule='greater'))
-custom_hooks = [dict(type='DataSkipHook')]
+    checkpoint=dict(save_best='accuracy/top1'))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -19,7 +19,7 @@
 #   tools/model_converters/beit3_unilm_to_mmvlp.py (its task heads are kept
 #   aside; the retrieval heads start fresh) or use mmvlp pretraining.
 _base_ = [
-    '../_base_/default_runtime.py',
+    '../_base_/schedules/beit3_vl_finetune.py',
     '../_base_/datasets/coco_retrieval_beit3.py',
 ]
 pretrained = 'checkpoints/beit3_base_itc_patch16_224_mmvlp.pth'
@@ -43,10 +43,7 @@ warmup_lr = 1e-6
 max_epochs = 15
 warmup_epochs = 3
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                   weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
+    optimizer=dict(lr=lr, weight_decay=0.05),
     paramwise_cfg=dict(layer_decay_rate=0.65))
 param_scheduler = [
     dict(type='LinearLR', start_factor=warmup_lr / lr, by_epoch=True,
@@ -54,11 +51,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min_ratio=min_lr / lr, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
+train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
-                    save_best='i2t/retrieval/Recall@1', rule='greater'))
-custom_hooks = [dict(type='DataSkipHook')]
+    checkpoint=dict(save_best='i2t/retrieval/Recall@1'))
 # The recipe's total batch (16 GPUs x 192); lr is not rescaled automatically.
 auto_scale_lr = dict(base_batch_size=3072, enable=False)

@@ -16,7 +16,7 @@
 # Test-dev submission: tools/dist_test.sh ... CKPT 8 (writes the json of
 #   ReportVQA); VQA accuracy on val2014: the val loop.
 _base_ = [
-    '../_base_/default_runtime.py',
+    '../_base_/schedules/beit3_vl_finetune.py',
     '../_base_/datasets/vqav2_beit3.py',
 ]
 pretrained = 'checkpoints/beit3_base_patch16_224_mmvlp.pth'
@@ -42,10 +42,8 @@ warmup_lr = 1e-6
 max_epochs = 10
 warmup_epochs = 1
 optim_wrapper = dict(
-    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.98), eps=1e-8,
                    weight_decay=0.01),
-    constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         layer_decay_rate=1.0,
         custom_keys={'head.': dict(lr_mult=20.)}))  # --task_head_lr_weight
@@ -55,12 +53,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min_ratio=min_lr / lr, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
+train_cfg = dict(max_epochs=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
-                    save_best='VQA/acc', rule='greater'))
-custom_hooks = [dict(type='DataSkipHook')]
+    checkpoint=dict(save_best='VQA/acc'))
 auto_scale_lr = dict(base_batch_size=128, enable=False)
