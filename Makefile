@@ -98,7 +98,7 @@ demo-tokenizers: install data/demo/text_spm.model
 
 # Side-by-side benchmarks against torchscale's BEiT3 and mmpretrain's VQKD
 # (docs/benchmarks.md); each prints a RESULT line and writes
-# work_dirs/benchmarks/<name>.json. ~10 min on 2 CPU cores.
+# work_dirs/benchmarks/<name>.json. About 4-5 min on 2 idle CPU cores.
 benchmarks: install
 	$(PY) benchmarks/backbone.py
 	$(PY) benchmarks/tokenizer.py

@@ -41,6 +41,8 @@ from benchmarks.common import (add_common_args, compare,  # noqa: E402
                                run_interleaved, setup_threads)
 
 MODES = ('image', 'image_text')
+#: Smallest default batch of the memory measurement (see --help).
+MEMORY_BATCH = 16
 #: Dense bf16 peak (TFLOPS) of common GPUs, for model FLOP utilisation.
 GPU_PEAK_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0,
                    'L40S': 362.0, 'A10': 125.0, 'L4': 121.0}
@@ -62,7 +64,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='skip the peak-memory measurement')
     parser.add_argument('--memory-batch-size', type=int, default=None,
                         help='batch of the memory measurement (default: '
-                        '--batch-size)')
+                        f'the larger of --batch-size and {MEMORY_BATCH}, '
+                        'where activations, not the fixed gradients, '
+                        'dominate as in training)')
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='the GPU\'s dense bf16 peak, for model FLOP '
                         'utilisation (default: known for H100/H200/A100)')
@@ -72,6 +76,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     add_common_args(parser, 'work_dirs/benchmarks/backbone.json')
     args = parser.parse_args(argv)
     args.modes = [m for m in args.modes.split(',') if m]
+    if args.memory_batch_size is None:
+        args.memory_batch_size = max(args.batch_size, MEMORY_BATCH)
     unknown = set(args.modes) - set(MODES)
     if unknown or not args.modes:
         parser.error(f'--modes must be a subset of {MODES}, got '
@@ -236,8 +242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                                  patch_size=args.patch_size,
                                  text_len=args.text_len, precision=precision,
                                  repeats=args.repeats, warmup=args.warmup,
-                                 memory_batch_size=args.memory_batch_size or
-                                 args.batch_size,
+                                 memory_batch_size=args.memory_batch_size,
                                  seed=args.seed),
                    modes={})
     official, mmvlp = build_models(args, device)
@@ -283,7 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             headline[f'{mode}_mfu'] = entry['mmvlp_mfu']
     if not args.no_memory:
         # After the timing: fixing the allocator's threshold slows it down.
-        if args.memory_batch_size not in (None, args.batch_size):
+        if args.memory_batch_size != args.batch_size:
             inputs = make_inputs(args, device, args.memory_batch_size)
         with cpu_memory_tracking() as tracking:
             if device.type == 'cuda' or tracking:

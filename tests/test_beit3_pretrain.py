@@ -114,6 +114,19 @@ def test_precomputed_tokens_and_config_errors():
         _model(tokenizer=bad_grid)
     with pytest.raises(ValueError, match='at least one of'):
         model({})
+    with pytest.raises(ValueError, match='compile_tokenizer=True needs'):
+        _model(tokenizer=None, visual_vocab_size=16, compile_tokenizer=True)
+
+
+def test_compiled_tokenizer_gives_the_same_training_losses():
+    batch = _batch()
+    plain = _model()(batch)
+    model = _model(compile_tokenizer=True)
+    losses = model(batch)  # the training step itself stays eager
+    assert model.tokenizer._compiled_encoder.compiled is not None
+    assert model.tokenizer._compiled_encoder.disabled_because is None
+    for key, value in plain.items():
+        torch.testing.assert_close(losses[key], value, msg=key)
 
 
 def test_loss_weights_default_to_one_per_source():

@@ -69,6 +69,7 @@ def test_backbone_benchmark_tiny(tmp_path, capsys):
     assert (saved['memory']['image_text']['mmvlp']['gradients_mib'] >
             saved['memory']['image']['mmvlp']['gradients_mib'])
     assert payload['settings']['precision'] == 'fp32'
+    assert payload['settings']['memory_batch_size'] == backbone.MEMORY_BATCH
 
 
 def test_step_flops_counts_the_matmuls():
@@ -100,7 +101,16 @@ def test_tokenizer_benchmark_tiny(tmp_path, capsys):
                     str(out), *FAST])
     result = _result_line(capsys)
     assert float(result['token_agreement']) == 1.0
-    assert json.loads(out.read_text())['images_per_s']['mmvlp'] > 0
+    # The compiled encoder really ran compiled (a fallback raises) and gives
+    # the same ids up to float near-ties.
+    assert float(result['token_agreement_compiled']) >= 0.95
+    assert float(result['compile_s']) > 0
+    payload = json.loads(out.read_text())
+    assert set(payload['images_per_s']) == {'mmpretrain', 'mmvlp',
+                                            'mmvlp_compiled'}
+    assert float(result['speedup']) == pytest.approx(
+        payload['comparison']['mmvlp_compiled']['wall_s']['speedup'],
+        rel=1e-3)
 
 
 def test_data_pipeline_benchmark_tiny(tmp_path, capsys):

@@ -80,6 +80,20 @@ def test_vq_nearest_code_and_commitment():
     assert torch.allclose(out.loss, 0.25 * commitment)
 
 
+def test_assign_by_cosine_in_row_blocks_equals_argmax(monkeypatch):
+    from mmvlp.models.quantizers import norm_ema
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(37, 8), dim=-1)
+    codebook = F.normalize(torch.randn(16, 8), dim=-1)
+    expected = (x @ codebook.t()).argmax(-1)
+    # 5-row blocks: several blocks and a short last one.
+    monkeypatch.setattr(norm_ema, '_ASSIGN_BLOCK_ELEMENTS', 5 * 16)
+    assert torch.equal(norm_ema.assign_by_cosine(x, codebook), expected)
+    # A tie goes to the first maximal code, as with argmax.
+    twins = torch.cat([codebook[:3], codebook[2:3]])
+    assert norm_ema.assign_by_cosine(codebook[2:3], twins).item() == 2
+
+
 def _unit(*rows):
     return F.normalize(torch.tensor(rows, dtype=torch.float64), dim=-1)
 

@@ -73,3 +73,13 @@ def test_tokenize_images_resumes_and_counts_skips(tmp_path, capsys):
     assert np.array_equal(np.load(out / 'shard_00001.npz')['ids'],
                           shards[1]['ids'])
     assert json.loads((out / 'meta.json').read_text())['skipped'] == 1
+
+    # --compile: the same ids from the compiled encoder (one graph for the
+    # batches of 2 and the last, padded batch of 1).
+    compiled_out = tmp_path / 'tokens_compiled'
+    assert tool.main(args[:5] + [str(compiled_out)] + args[6:] +
+                     ['--compile']) == 0
+    compiled_ids = np.concatenate([
+        np.load(compiled_out / f'shard_{i:05d}.npz')['ids']
+        for i in range(3)])
+    assert np.array_equal(compiled_ids, ids)

@@ -200,3 +200,60 @@ def test_converter_tool(tmp_path, capsys):
     torch.save({'model': {'conv.weight': torch.zeros(1)}}, bad)
     assert module.main([str(bad), str(tmp_path / 'x.pth')]) == 1
     assert 'Not a VQ-KD checkpoint' in capsys.readouterr().err
+
+
+def test_compiled_encode_matches_eager_and_stays_safe(caplog):
+    """``compile_encode``: same features as eager (ids equal up to float
+    near-ties), a partial batch reuses the compiled graph, training and
+    changed weights run eagerly, copies compile their own."""
+    import copy
+    import logging
+
+    reference = _mmpretrain_vqkd()
+    state, info = convert_vqkd(reference.state_dict())
+    cfg = dict(info.model_cfg)
+    cfg.pop('type')
+    model = VQKD(**cfg).eval()
+    model.load_state_dict(state)
+    images = _images(batch=6)
+    eager_tokens, _ = model.run_encoder(images)
+    eager_ids = model.encode(images)
+
+    model.compile_encode()
+    with torch.no_grad():
+        tokens, grid = model.run_encoder(images)
+    compiled = model._compiled_encoder
+    assert compiled.compiled is not None and compiled.batch_size == 6
+    assert compiled.disabled_because is None
+    assert grid == (4, 4)
+    torch.testing.assert_close(tokens, eager_tokens, atol=1e-4, rtol=1e-4)
+    ids = model.encode(images)
+    assert (ids == eager_ids).float().mean() >= 0.97
+
+    # A smaller batch is padded to the compiled one: no new graph.
+    with torch.no_grad():
+        part, _ = model.run_encoder(images[:2])
+    assert part.shape[0] == 2
+    torch.testing.assert_close(part, eager_tokens[:2], atol=1e-4, rtol=1e-4)
+    assert compiled.batch_size == 6
+
+    # Autograd on: eager (the compiled code has no backward).
+    with torch.enable_grad():
+        model.encoder.requires_grad_(True)
+        out, _ = model.run_encoder(images)
+        assert out.requires_grad
+        model.encoder.requires_grad_(False)
+
+    # Copies and pickles do not carry compiled code; a copy compiles anew.
+    clone = copy.deepcopy(model)
+    assert clone._compile_encode and clone._compiled_encoder is None
+
+    # Changed weights: warn once, then eager and correct.
+    with torch.no_grad():
+        model.encoder.layers[0].ffn.fc1.weight.mul_(1.5)
+        expected, _ = model._encoder_tokens(images)
+    with caplog.at_level(logging.WARNING, logger='mmengine'):
+        with torch.no_grad():
+            after, _ = model.run_encoder(images)
+    assert 'weights changed' in compiled.disabled_because
+    torch.testing.assert_close(after, expected)

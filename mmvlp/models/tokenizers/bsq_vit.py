@@ -135,7 +135,7 @@ class BSQViT(BaseVisualTokenizer):
                 ) -> Tuple[torch.Tensor, QuantizerOutput, Tuple[int, int]]:
         """Unquantized CLS, quantizer output of the patches, patch grid."""
         check_raw_pixels(images, type(self).__name__)
-        tokens, grid = self.encoder(self.norm(images))
+        tokens, grid = self.run_encoder(images)
         return tokens[:, 0], self.quantizer(tokens[:, 1:]), grid
 
     def _pixels(self, quantized: torch.Tensor,
@@ -262,7 +262,7 @@ class BSQViT(BaseVisualTokenizer):
         """Generator losses and the (unclamped) raw-pixel reconstruction."""
         check_raw_pixels(images, type(self).__name__)
         with torch.no_grad():
-            tokens, grid = self.encoder(self.norm(images))
+            tokens, grid = self.run_encoder(images)
         output = self.quantizer(tokens[:, 1:])
         pixels = self._pixels(output.quantized, grid)
         recon = pixels * self.norm.std + self.norm.mean

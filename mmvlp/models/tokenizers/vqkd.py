@@ -86,7 +86,7 @@ class VQKD(BaseVisualTokenizer):
     def _quantize(self, images: torch.Tensor
                   ) -> Tuple[QuantizerOutput, Tuple[int, int]]:
         check_raw_pixels(images, type(self).__name__)
-        tokens, grid = self.encoder(self.norm(images))
+        tokens, grid = self.run_encoder(images)
         features = self.encode_task_layer(
             tokens[:, self.encoder.num_extra_tokens:])
         return self.quantizer(features), grid
