@@ -7,7 +7,10 @@ the images plus 64 text tokens, half of the texts padded) one training step
 each model runs in turn, A/B/A/B, ``--repeats`` times after ``--warmup``
 unmeasured steps. The official model is built as unilm's ``beit3/`` does,
 its weights are converted with mmvlp's converter and loaded into mmvlp's
-``BEiT3``; the outputs are checked to agree before timing.
+``BEiT3``; the outputs are checked to agree before timing. Beside them runs
+the step's GEMMs alone (:func:`gemm_floor`, ``--no-floor`` to skip): the
+official time over that floor bounds the speed-up of any implementation of
+the same arithmetic.
 
 Peak memory of a step (what it allocates above the loaded model and its
 inputs: activations, gradients, temporaries) is measured for the official
@@ -70,6 +73,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='the GPU\'s dense bf16 peak, for model FLOP '
                         'utilisation (default: known for H100/H200/A100)')
+    parser.add_argument('--no-floor', action='store_true',
+                        help='skip timing the step\'s GEMMs alone (the '
+                        'floor that bounds any implementation\'s speed-up)')
     parser.add_argument('--profile', action='store_true',
                         help='also profile one step of each model (torch '
                         'profiler) and store the top operators')
@@ -172,6 +178,67 @@ def step_flops(args: argparse.Namespace, settings: dict, mode: str) -> float:
     return 3 * 2 * macs
 
 
+def gemm_floor(args: argparse.Namespace, settings: dict, mode: str,
+               device: torch.device) -> Callable[[], None]:
+    """The matrix multiplies of one training step and nothing else.
+
+    Every GEMM of the step with its real shape and layout: per layer and
+    modality the four linear layers (forward ``x @ W^T``, backward ``dy @ W``
+    and ``dy^T @ x``; vision and text tokens through their own experts, as
+    both implementations do), the six attention products of forward and
+    backward over all tokens, and the patch projection (forward and weight
+    gradient; images need no gradient). Each layer has its own tensors, so
+    nothing stays in cache that a real step would have to fetch. No
+    implementation that does this arithmetic in this precision can take
+    less time, so ``official time / floor time`` bounds the speed-up any of
+    them can reach (``*_bound`` in the results).
+    """
+    dims, ffn = settings['embed_dims'], settings['feedforward_channels']
+    heads, layers = settings['num_heads'], settings['num_layers']
+    grid = args.img_size // args.patch_size
+    text = args.text_len if mode == 'image_text' else 0
+    batch = args.batch_size
+    tokens = 1 + grid * grid + text
+    dtype = torch.bfloat16 if device.type == 'cuda' else torch.float32
+    generator = torch.Generator().manual_seed(args.seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator).to(device, dtype)
+
+    linears = ((dims, 3 * dims), (dims, dims), (dims, ffn), (ffn, dims))
+    groups = [batch * (1 + grid * grid)] + ([batch * text] if text else [])
+    head = dims // heads
+    per_layer = []
+    for _ in range(layers):
+        gemms = [(rand(rows, fan_in), rand(fan_out, fan_in),
+                  rand(rows, fan_out))
+                 for rows in groups for fan_in, fan_out in linears]
+        attn = [rand(batch * heads, tokens, head) for _ in range(4)] + \
+            [rand(batch * heads, tokens, tokens)]
+        per_layer.append((gemms, attn))
+    patch = 3 * args.patch_size**2
+    patches = (rand(batch * grid * grid, patch), rand(dims, patch),
+               rand(batch * grid * grid, dims))
+
+    def step() -> None:
+        for gemms, (q, k, v, grad_out, probs) in per_layer:
+            for x, weight, grad_y in gemms:
+                torch.mm(x, weight.t())
+                torch.mm(grad_y, weight)
+                torch.mm(grad_y.t(), x)
+            torch.bmm(q, k.transpose(1, 2))  # scores
+            torch.bmm(probs, v)  # weighted sum
+            torch.bmm(grad_out, v.transpose(1, 2))  # d probs
+            torch.bmm(probs.transpose(1, 2), grad_out)  # d v
+            torch.bmm(probs, k)  # d q
+            torch.bmm(probs.transpose(1, 2), q)  # d k
+        x, weight, grad_y = patches
+        torch.mm(x, weight.t())
+        torch.mm(grad_y.t(), x)
+
+    return step
+
+
 def check_outputs(fns: Dict[str, Callable[[], torch.Tensor]],
                   models: Sequence[torch.nn.Module]) -> float:
     """Largest absolute difference of the two models' outputs (eval mode,
@@ -260,6 +327,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         steps = dict(official=training_step(official, fns['official'],
                                             device),
                      mmvlp=training_step(mmvlp, fns['mmvlp'], device))
+        if not args.no_floor:
+            steps['gemm_floor'] = gemm_floor(args, settings, mode, device)
         samples = run_interleaved(steps, args.repeats, args.warmup, device)
         stats = compare(samples['official'], samples['mmvlp'])
         flops = step_flops(args, settings, mode)
@@ -272,16 +341,28 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             entry[f'{name}_achieved_tflops'] = flops / seconds / 1e12
             if peak_tflops:
                 entry[f'{name}_mfu'] = flops / seconds / 1e12 / peak_tflops
+        floor_note = ''
+        if 'gemm_floor' in samples:
+            bound = compare(samples['official'], samples['gemm_floor'])
+            entry['gemm_floor'] = bound
+            entry['bound'] = bound['wall_s']['speedup']
+            headline[f'{mode}_bound'] = entry['bound']
+            floor_note = (f'; the GEMMs alone take '
+                          f'{bound["wall_s"]["candidate_median"]:.3f}s, so '
+                          f'no implementation of this arithmetic can beat '
+                          f'the official step by more than '
+                          f'{entry["bound"]:.3f}x')
         if args.profile:
             entry['profile'] = {name: profile_step(step)
-                                for name, step in steps.items()}
+                                for name, step in steps.items()
+                                if name != 'gemm_floor'}
         payload['modes'][mode] = entry
         speedup = stats['wall_s']['speedup']
         print(f'  {mode}: official {stats["wall_s"]["baseline_median"]:.3f}s'
               f', mmvlp {stats["wall_s"]["candidate_median"]:.3f}s per step '
               f'(median); speed-up {speedup:.3f}x wall, '
               f'{stats["cpu_s"]["speedup"]:.3f}x cpu time; outputs differ '
-              f'by {max_diff:.1e}', flush=True)
+              f'by {max_diff:.1e}{floor_note}', flush=True)
         headline[f'{mode}_speedup'] = speedup
         headline[f'{mode}_speedup_cpu'] = stats['cpu_s']['speedup']
         if peak_tflops:

@@ -57,11 +57,15 @@ def test_backbone_benchmark_tiny(tmp_path, capsys):
                              '--device', 'cpu', '--out', str(out), *FAST])
     result = _result_line(capsys)
     assert result['json'] == str(out) and 'image_text_speedup' in result
+    # The GEMM floor ran beside both models and bounds the speed-up.
+    assert float(result['image_bound']) > 0
+    assert float(result['image_text_bound']) > 0
     saved = json.loads(out.read_text())
     for mode in backbone.MODES:
         entry = saved['modes'][mode]
         assert entry['output_max_abs_diff'] < 1e-4  # same model, same input
         assert len(entry['samples']['official']) == 2
+        assert len(entry['samples']['gemm_floor']) == 2
         memory = saved['memory'][mode]
         assert set(memory) >= {'official', 'mmvlp', 'mmvlp_with_cp'}
         assert memory['official']['gradients_mib'] > 0
@@ -91,6 +95,25 @@ def test_step_flops_counts_the_matmuls():
         expected = backbone.step_flops(args, args.arch, mode)
         assert counter.get_total_flops() * 3 == pytest.approx(expected,
                                                               rel=1e-6)
+
+
+def test_gemm_floor_does_the_steps_arithmetic():
+    """The GEMM floor multiplies exactly the step's matrices: the model
+    FLOPs of a step minus the patch projection's input gradient, which a
+    step never computes (images need no gradient)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    args = backbone.parse_args(['--arch', TINY_ARCH, '--img-size', '32',
+                                '--text-len', '8', '--batch-size', '2'])
+    device = torch.device('cpu')
+    patches = args.batch_size * (32 // 16)**2
+    patch_grad = 2 * patches * 3 * 16**2 * json.loads(TINY_ARCH)[
+        'embed_dims']
+    for mode in backbone.MODES:
+        step = backbone.gemm_floor(args, args.arch, mode, device)
+        with FlopCounterMode(display=False) as counter:
+            step()
+        expected = backbone.step_flops(args, args.arch, mode) - patch_grad
+        assert counter.get_total_flops() == expected
 
 
 def test_tokenizer_benchmark_tiny(tmp_path, capsys):
