@@ -236,3 +236,44 @@ def test_ranks_agree_to_skip(tmp_path):
     assert same0 and same1  # the NaN step changed nothing on either rank
     assert skip0 is skip1 is None  # the second step trained
     assert weights0 == weights1
+
+
+def test_default_hook_set_to_none_is_turned_off(tmp_path):
+    """``--cfg-options default_hooks.nonfinite=None`` turns the hook off, as
+    ``=None`` does for mmengine's own default hooks (mmengine alone fails on
+    an assertion for a name it does not know)."""
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, MODELS
+
+    from mmvlp.engine.hooks import NonFiniteLossHook
+    from mmvlp.utils import build_runner, drop_disabled_default_hooks
+    MODELS.register_module('NonFiniteToy', module=Toy, force=True)
+    DATASETS.register_module('NonFiniteValues', module=Values, force=True)
+
+    def config():
+        return Config(dict(
+            model=dict(type='NonFiniteToy'), work_dir=str(tmp_path),
+            train_dataloader=dict(
+                dataset=dict(type='NonFiniteValues', values=[1., 2.]),
+                batch_size=1, num_workers=0,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                collate_fn=dict(type='default_collate')),
+            train_cfg=dict(by_epoch=False, max_iters=2),
+            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.1)),
+            default_hooks=dict(
+                nonfinite=dict(type='mmvlp.NonFiniteLossHook'),
+                timer=dict(type='IterTimerHook'))))
+
+    def hook_types(runner):
+        return [type(hook).__name__ for hook in runner.hooks]
+
+    assert 'NonFiniteLossHook' in hook_types(build_runner(config()))
+    cfg = config()
+    cfg.merge_from_dict({'default_hooks.nonfinite': None,
+                         'default_hooks.timer': None})
+    with pytest.raises(AssertionError):
+        Runner.from_cfg(cfg)  # what mmengine does with it
+    runner = build_runner(cfg)
+    assert not any(isinstance(h, NonFiniteLossHook) for h in runner.hooks)
+    assert 'IterTimerHook' not in hook_types(runner)  # mmengine's own
+    assert drop_disabled_default_hooks(Config(dict())) == []

@@ -8,13 +8,15 @@ from .checkpoint_safety import (UnsafeCheckpointError, checkpoint_safe_globals,
                                 patch_history_buffer_pickling, safe_torch_load)
 from .compat import apply_compat_patches
 from .config_check import ConfigError, check_config
-from .launch import build_runner, finish_launch, setup_launch
+from .launch import (build_runner, drop_disabled_default_hooks,
+                     finish_launch, setup_launch)
 
 __all__ = [
     'UnsafeCheckpointError', 'checkpoint_safe_globals', 'safe_torch_load',
     'install_safe_checkpoint_loading', 'patch_history_buffer_pickling',
     'apply_compat_patches', 'atomic_write_bytes', 'checkpoint_problem',
     'find_resumable_checkpoint', 'ConfigError', 'check_config',
-    'setup_launch', 'build_runner', 'finish_launch', 'set_accumulation',
+    'setup_launch', 'build_runner', 'drop_disabled_default_hooks',
+    'finish_launch', 'set_accumulation',
     'report_batch'
 ]

@@ -40,7 +40,7 @@ import logging
 import os
 import os.path as osp
 import socket
-from typing import Optional
+from typing import List, Optional
 from unittest import mock
 
 import torch
@@ -447,10 +447,42 @@ def setup_launch(cfg: Config) -> None:
         cpu_strategy_cfg(cfg)
 
 
+#: The default hooks mmengine's Runner knows by name (it removes those set
+#: to None itself).
+MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger',
+                          'param_scheduler', 'checkpoint')
+
+
+def drop_disabled_default_hooks(cfg: Config) -> List[str]:
+    """Remove ``default_hooks`` entries set to None that mmengine does not
+    know by name.
+
+    ``--cfg-options default_hooks.<name>=None`` is how OpenMMLab users turn
+    a default hook off; mmengine's Runner honours it only for its own six
+    hooks and fails on an assertion for any other (e.g. mmvlp's
+    ``nonfinite``). Dropping the entry turns that hook off the same way.
+
+    Args:
+        cfg (Config): The run's config, changed in place.
+
+    Returns:
+        list[str]: The names dropped.
+    """
+    hooks = cfg.get('default_hooks')
+    if not isinstance(hooks, dict):
+        return []
+    dropped = [name for name, hook in hooks.items()
+               if hook is None and name not in MMENGINE_DEFAULT_HOOKS]
+    for name in dropped:
+        hooks.pop(name)
+    return dropped
+
+
 def build_runner(cfg: Config):
     """The runner a config asks for: ``cfg.runner_type`` when set, else
     mmengine's ``FlexibleRunner`` for configs with a ``strategy``
-    (DeepSpeed, FSDP, ...) and ``Runner`` (DDP) otherwise.
+    (DeepSpeed, FSDP, ...) and ``Runner`` (DDP) otherwise. Default hooks set
+    to None are turned off (:func:`drop_disabled_default_hooks`).
 
     Args:
         cfg (Config): The run's config (after :func:`setup_launch`).
@@ -460,6 +492,7 @@ def build_runner(cfg: Config):
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import FlexibleRunner, Runner
+    drop_disabled_default_hooks(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     if cfg.get('strategy') is not None:
