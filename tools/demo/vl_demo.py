@@ -57,7 +57,8 @@ LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 def parse_args() -> argparse.Namespace:
     parser = transfer_demo.demo_parser(
         __doc__.split('\n\n')[0], 'work_dirs/demo_vl', list(VL_TASKS),
-        'data/demo_vl', 'generated here when missing')
+        'data/demo_vl', 'generated here when missing (relative to the '
+        'current directory, like --work-dir)')
     parser.add_argument('--text-model', default=None,
                         help='SentencePiece model of the pretraining '
                         '(default: the configs\' data/demo_pretrain one)')
@@ -148,7 +149,7 @@ def run_task(task: str, init: str, checkpoint: str, work_dir: str,
 def main() -> int:
     args = parse_args()
     checkpoint = transfer_demo.pretrained_checkpoint(args.pretrained)
-    data_root = osp.abspath(osp.join(REPO, args.data_root))
+    data_root = osp.abspath(args.data_root)  # as --work-dir: from the cwd
     text_model = osp.abspath(args.text_model) if args.text_model else None
     if not osp.isfile(osp.join(data_root, 'dataset_demo_vl.json')):
         transfer_demo.subprocess.run(
