@@ -55,9 +55,9 @@ class BaseVisualTokenizer(BaseModel):
         For a frozen tokenizer (an MIM target, offline tokenization): the
         encoder is compiled with ``torch.compile`` (inductor freezing, static
         shapes) at the first :meth:`encode`, which costs 10-30 s once per
-        process and input shape, and then runs faster (ViT-B on CPU: about
-        9%, ``docs/benchmarks.md``). Token ids can differ from eager ones
-        where two codes are equally near up to float rounding. Training
+        process and input shape, and then runs faster (ViT-B on CPU:
+        1.1-1.15x, ``docs/benchmarks.md``). Token ids can differ from eager
+        ones where two codes are equally near up to float rounding. Training
         (autograd on) always runs eagerly; if the weights change after
         compilation, or compiling fails, encoding falls back to eager with a
         warning (see :class:`~mmvlp.models.tokenizers.compiled.
@@ -94,7 +94,7 @@ class BaseVisualTokenizer(BaseModel):
 
     def __getstate__(self) -> dict:
         # The compiled code is process-local; copies compile their own.
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state['_compiled_encoder'] = None
         return state
 

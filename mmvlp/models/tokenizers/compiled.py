@@ -4,7 +4,7 @@ A visual tokenizer used as a masked-image-modeling target, or to tokenize a
 dataset offline (``tools/tokenize_images.py``), never changes its weights.
 Compiled with inductor's *freezing*, its weights become constants of the
 compiled code: GEMM weights are prepacked once and bias/activation epilogues
-fused, which on CPU makes the ViT-B encoder of VQ-KD about 9% faster than
+fused, which on CPU makes the ViT-B encoder of VQ-KD 1.1-1.15x as fast as
 eager (``docs/benchmarks.md``). Folding weights in is only correct while
 they do not change, so :class:`FrozenCompiledForward` checks that on every
 call and otherwise runs eagerly.
@@ -31,7 +31,7 @@ class FrozenCompiledForward:
     would be wrong.
 
     The compiled path is taken only when autograd is off and the weights of
-    ``module`` are the ones seen at compile time (same storage, same version
+    ``modules`` are the ones seen at compile time (same storage, same version
     counter). If they change, the compiled code would silently use the old
     weights, so the wrapper warns once and runs ``fn`` eagerly from then on
     (compile only frozen models, after loading their weights). If compiling
