@@ -99,8 +99,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     variants = dict(mmpretrain=encode_official, mmvlp=encoder(mmvlp))
     reference = encode_official().view(args.batch_size, -1)
-    agreement = {'mmvlp': (encoder(mmvlp)().view(args.batch_size, -1) ==
-                           reference).float().mean().item()}
+
+    def share_equal(ids: torch.Tensor) -> float:
+        """Share of token ids equal to mmpretrain's."""
+        return (ids.view(args.batch_size, -1) == reference).float().mean(
+        ).item()
+
+    agreement = {'mmvlp': share_equal(variants['mmvlp']())}
     compile_s = None
     if compiled is not None:
         variants['mmvlp_compiled'] = encoder(compiled)
@@ -109,13 +114,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         start = time.perf_counter()
         ids = variants['mmvlp_compiled']()
         compile_s = time.perf_counter() - start
-        state = compiled._compiled_encoder
+        state = compiled.compiled_encoder
         if state is None or state.disabled_because is not None:
             raise RuntimeError('mmvlp\'s compiled encode fell back to eager: '
                                f'{state and state.disabled_because}; run with '
                                '--no-compile')
-        agreement['mmvlp_compiled'] = (ids.view(args.batch_size, -1) ==
-                                       reference).float().mean().item()
+        agreement['mmvlp_compiled'] = share_equal(ids)
         print(f'  compiled in {compile_s:.1f} s', flush=True)
     samples = run_interleaved(variants, args.repeats, args.warmup, device)
     comparisons = {name: compare(samples['mmpretrain'], samples[name])

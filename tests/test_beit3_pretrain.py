@@ -123,8 +123,8 @@ def test_compiled_tokenizer_gives_the_same_training_losses():
     plain = _model()(batch)
     model = _model(compile_tokenizer=True)
     losses = model(batch)  # the training step itself stays eager
-    assert model.tokenizer._compiled_encoder.compiled is not None
-    assert model.tokenizer._compiled_encoder.disabled_because is None
+    assert model.tokenizer.compiled_encoder.compiled is not None
+    assert model.tokenizer.compiled_encoder.disabled_because is None
     for key, value in plain.items():
         torch.testing.assert_close(losses[key], value, msg=key)
 

@@ -222,7 +222,7 @@ def test_compiled_encode_matches_eager_and_stays_safe(caplog):
     model.compile_encode()
     with torch.no_grad():
         tokens, grid = model.run_encoder(images)
-    compiled = model._compiled_encoder
+    compiled = model.compiled_encoder
     assert compiled.compiled is not None and compiled.batch_size == 6
     assert compiled.disabled_because is None
     assert grid == (4, 4)
@@ -246,7 +246,7 @@ def test_compiled_encode_matches_eager_and_stays_safe(caplog):
 
     # Copies and pickles do not carry compiled code; a copy compiles anew.
     clone = copy.deepcopy(model)
-    assert clone._compile_encode and clone._compiled_encoder is None
+    assert clone._compile_encode and clone.compiled_encoder is None
 
     # Changed weights: warn once, then eager and correct.
     with torch.no_grad():

@@ -74,6 +74,13 @@ class BaseVisualTokenizer(BaseModel):
         self._compiled_encoder = None
         return self
 
+    @property
+    def compiled_encoder(self) -> Optional[FrozenCompiledForward]:
+        """After :meth:`compile_encode` and a first encode: the compiled
+        encoder's wrapper (``compiled``, ``batch_size``,
+        ``disabled_because``); None before, or without compilation."""
+        return self._compiled_encoder
+
     def _encoder_tokens(self, images: torch.Tensor):
         return self.encoder(self.norm(images))
 
