@@ -100,12 +100,36 @@ def test_launcher_without_its_environment(monkeypatch):
 
 
 def test_finish_launch_destroys_the_group(tmp_path):
-    finish_launch()  # no group: nothing to do
+    assert finish_launch() is False  # no group: nothing to do
     torch.distributed.init_process_group(
         'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
     assert torch.distributed.is_initialized()
-    finish_launch()
+    assert finish_launch() is True
     assert not torch.distributed.is_initialized()
+
+
+def test_exit_after_launch_flushes_and_keeps_the_status(tmp_path):
+    """``os._exit`` skips finalisation but not what was written: buffered
+    stdout and a logging file handler reach their files, and the status is
+    the one given."""
+    log = tmp_path / 'run.log'
+    script = (
+        'import logging, sys\n'
+        'from mmvlp.utils import exit_after_launch\n'
+        f'handler = logging.FileHandler({str(log)!r})\n'
+        'logger = logging.getLogger("run")\n'
+        'logger.addHandler(handler)\n'
+        'logger.warning("logged before exit")\n'
+        'sys.stdout.write("printed without newline")\n'
+        'exit_after_launch(3)\n'
+        'print("never reached")\n')
+    result = subprocess.run([sys.executable, '-c', script], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr[-2000:]
+    # (deepspeed, imported with mmvlp, may print a line before it)
+    assert result.stdout.endswith('printed without newline')
+    assert 'never reached' not in result.stdout
+    assert log.read_text() == 'logged before exit\n'
 
 
 def test_limit_cpu_threads(monkeypatch):

@@ -14,8 +14,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import (build_runner, check_config, finish_launch,
-                         setup_launch)
+from mmvlp.utils import (build_runner, check_config, exit_after_launch,
+                         finish_launch, setup_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
+def main() -> bool:
     args = parse_args()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -55,8 +55,9 @@ def main() -> None:
     metrics = runner.test()
     for name, value in metrics.items():
         print(f'{name}: {value}')
-    finish_launch()
+    return finish_launch()
 
 
 if __name__ == '__main__':
-    main()
+    if main():  # a distributed rank: leave without finalisation
+        exit_after_launch()

@@ -19,8 +19,9 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import (build_runner, check_config, finish_launch,
-                         report_batch, set_accumulation, setup_launch)
+from mmvlp.utils import (build_runner, check_config, exit_after_launch,
+                         finish_launch, report_batch, set_accumulation,
+                         setup_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,7 +85,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main() -> None:
+def main() -> bool:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     if not args.no_config_check:
@@ -95,8 +96,9 @@ def main() -> None:
     report_batch(cfg)
     runner = build_runner(cfg)
     runner.train()
-    finish_launch()
+    return finish_launch()
 
 
 if __name__ == '__main__':
-    main()
+    if main():  # a distributed rank: leave without finalisation
+        exit_after_launch()

@@ -9,7 +9,7 @@ from .checkpoint_safety import (UnsafeCheckpointError, checkpoint_safe_globals,
 from .compat import apply_compat_patches
 from .config_check import ConfigError, check_config
 from .launch import (build_runner, drop_disabled_default_hooks,
-                     finish_launch, setup_launch)
+                     exit_after_launch, finish_launch, setup_launch)
 
 __all__ = [
     'UnsafeCheckpointError', 'checkpoint_safe_globals', 'safe_torch_load',
@@ -17,6 +17,6 @@ __all__ = [
     'apply_compat_patches', 'atomic_write_bytes', 'checkpoint_problem',
     'find_resumable_checkpoint', 'ConfigError', 'check_config',
     'setup_launch', 'build_runner', 'drop_disabled_default_hooks',
-    'finish_launch', 'set_accumulation',
+    'exit_after_launch', 'finish_launch', 'set_accumulation',
     'report_batch'
 ]

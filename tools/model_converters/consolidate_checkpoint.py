@@ -20,7 +20,7 @@ import os
 from mmengine.config import Config, DictAction
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import finish_launch, setup_launch
+from mmvlp.utils import exit_after_launch, finish_launch, setup_launch
 from mmvlp.utils.consolidate import (checkpoint_kind, consolidate_deepspeed,
                                      consolidate_file,
                                      consolidate_fsdp_sharded,
@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
+def main() -> bool:
     args = parse_args()
     kind = checkpoint_kind(args.checkpoint)
     if kind == 'deepspeed':
@@ -69,8 +69,9 @@ def main() -> None:
         state, meta = consolidate_fsdp_sharded(cfg, args.checkpoint)
     if state is not None:
         save_consolidated(state, args.out, args.checkpoint, meta)
-    finish_launch()
+    return finish_launch()
 
 
 if __name__ == '__main__':
-    main()
+    if main():  # a distributed rank: leave without finalisation
+        exit_after_launch()
