@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 help:
 	@echo "make install  create/reuse $(VENV) and install the pinned stack + mmvlp"
 	@echo "make test     install, then run the test suite"
-	@echo "make demo     install, then the main demo: pretrain a tiny BEiT-3 on generated data (11-15 min)"
+	@echo "make demo     install, then the main demo: pretrain a tiny BEiT-3 on generated data (11-18 min)"
 	@echo "make test-demo  check the demo's metrics (after make demo)"
 	@echo "make test-reliability  the tests of docs/reliability.md (bad data, kills, NaN, checkpoints, configs)"
 	@echo "make demo-transfer  fine-tune the demo's BEiT-3 and a scratch one on generated cls/det/seg (~8 min, after make demo)"
