@@ -31,6 +31,8 @@ OFFICIAL = {
         ('large', 384, 5e-5, 0.85, 0.2, 32 * 96, 15, 3, 0.05),
     'beit3-base-p16-384_16xb192-20e_flickr30k-retrieval':
         ('base', 384, 1e-4, 0.65, 0.2, 16 * 192, 20, 5, 0.05),
+    'beit3-large-p16-384_32xb96-20e_flickr30k-retrieval':
+        ('large', 384, 5e-5, 0.85, 0.2, 32 * 96, 20, 5, 0.05),
     'beit3-base-p16-480_8xb16-10e_vqav2':
         ('base', 480, 3e-5, 1.0, 0.1, 8 * 16, 10, 1, 0.01),
     'beit3-large-p16-480_8xb16-10e_vqav2':
@@ -105,8 +107,10 @@ def test_recipe_builds_with_official_values(path, stand_ins):
         assert cfg.optim_wrapper.paramwise_cfg.custom_keys == {
             'head.': dict(lr_mult=20.)}
     if 'caption' in name:
-        assert cfg.model.max_length == 32
+        # num_max_bpe_tokens of the official evaluation
+        assert cfg.model.max_length == 64
         assert (cfg.model.num_beams, cfg.model.length_penalty) == (3, 0.6)
+        assert not cfg.model.get('ban_special_tokens', False)
         masking = [s for s in cfg.train_dataloader.dataset.pipeline
                    if s.type == 'TextMasking'][0]
         assert masking.mask_ratio == 0.7

@@ -34,7 +34,10 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained,
                       prefix='backbone.')),
     tokenizer=dict(model_file={{_base_.text_model}}, style='xlmr'),
-    max_length=32,
+    # Decoding as the official evaluation: beam 3, length penalty 0.6,
+    # num_max_bpe_tokens 64 (its default at evaluation; training captions
+    # are cut to 32 tokens by the pipeline), no token banned.
+    max_length=64,
     num_beams=3,
     length_penalty=0.6,
     label_smoothing=0.1,

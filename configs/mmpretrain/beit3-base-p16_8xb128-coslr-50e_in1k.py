@@ -1,4 +1,5 @@
-# BEiT-3 base fine-tuned on ImageNet-1k at 224 (mmpretrain ImageClassifier).
+# BEiT-3 base fine-tuned on ImageNet-1k at 224 (mmpretrain's ImageClassifier
+# as mmvlp.BEiT3ImageClassifier, which also loads the official files).
 #
 # The official recipe, microsoft/unilm beit3/get_started/
 # get_started_for_image_classification.md and run_beit3_finetuning.py:
@@ -18,8 +19,11 @@
 # Train:  tools/dist_train.sh configs/mmpretrain/beit3-base-p16_8xb128-coslr-50e_in1k.py 8
 # Test:   tools/dist_test.sh  configs/mmpretrain/beit3-base-p16_8xb128-coslr-50e_in1k.py CKPT 8
 # Pretrained weights: an mmvlp pretraining checkpoint or an official one
-# converted with tools/model_converters/beit3_unilm_to_mmvlp.py (set
-# model.backbone.init_cfg.checkpoint).
+# (as downloaded, or converted with tools/model_converters/
+# beit3_unilm_to_mmvlp.py; set model.backbone.init_cfg.checkpoint).
+# The released fine-tuned file beit3_base_patch16_224_in1k.pth evaluates
+# as it is: tools/test.py THIS_CONFIG beit3_base_patch16_224_in1k.pth
+# (docs/model_zoo.md).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
@@ -30,7 +34,7 @@ custom_imports = dict(
 
 pretrained = 'checkpoints/beit3_base_patch16_224_mmvlp.pth'
 model = dict(
-    type='ImageClassifier',
+    type='mmvlp.BEiT3ImageClassifier',
     backbone=dict(
         type='mmvlp.BEiT3',
         arch='base',

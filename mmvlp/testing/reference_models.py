@@ -39,7 +39,8 @@ def torchscale_beit3(arch: Union[str, dict] = 'base',
                      patch_size: int = 16,
                      vocab_size: int = 64010,
                      seed: int = 0,
-                     perturb: bool = True) -> nn.Module:
+                     perturb: bool = True,
+                     normalize_output: bool = True) -> nn.Module:
     """torchscale's ``BEiT3`` as unilm's ``beit3/`` configures it.
 
     Args:
@@ -51,6 +52,8 @@ def torchscale_beit3(arch: Union[str, dict] = 'base',
         vocab_size (int): Rows of the text table.
         seed (int): Seed of the random weights.
         perturb (bool): Randomise the constant-initialised tensors too.
+        normalize_output (bool): The final LayerNorm (False for the
+            official ImageNet and VQA models).
 
     Returns:
         nn.Module: The model in eval mode.
@@ -71,7 +74,7 @@ def torchscale_beit3(arch: Union[str, dict] = 'base',
         vocab_size=vocab_size,
         multiway=True,
         layernorm_embedding=False,
-        normalize_output=True,
+        normalize_output=normalize_output,
         no_output_layer=True,
         encoder_embed_dim=settings['embed_dims'],
         encoder_attention_heads=settings['num_heads'],

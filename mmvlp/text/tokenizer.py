@@ -129,10 +129,13 @@ class TextTokenizer:
         return ids, ids == self.pad_id
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of token ids; special tokens are dropped."""
-        special = {self.bos_id, self.pad_id, self.eos_id, self.mask_id}
-        pieces = [int(i) for i in ids if int(i) not in special]
+        """Text of token ids. Special tokens (``<s>``, ``<pad>``, ``</s>``,
+        ``<unk>``, the mask) and ids beyond the vocabulary are dropped, as
+        the official evaluation decodes (``skip_special_tokens=True``)."""
+        special = {self.bos_id, self.pad_id, self.eos_id, self.mask_id,
+                   self.unk_id}
+        pieces = [int(i) for i in ids
+                  if int(i) not in special and 0 <= int(i) < self.vocab_size]
         if self.style == 'xlmr':
-            pieces = [self.sp.unk_id() if i == self.unk_id else i - 1
-                      for i in pieces]
+            pieces = [i - 1 for i in pieces]
         return self.sp.decode(pieces)

@@ -1,22 +1,37 @@
-"""Convert an official unilm BEiT-3 checkpoint into an mmvlp checkpoint.
+"""Convert an official BEiT-3 file (pretrained or fine-tuned) into an mmvlp
+checkpoint of the matching model.
 
 Usage:
     python tools/model_converters/beit3_unilm_to_mmvlp.py SRC DST \
+        [--task auto|backbone|imagenet|vqav2|nlvr2|retrieval|captioning] \
+        [--config CONFIG [--cfg-options k=v ...]] [--num-heads N] \
         [--layout decoupled|shared] [--prefix backbone.]
 
-The output is an mmengine checkpoint: ``state_dict`` holds the ``BEiT3``
-backbone weights (loadable with ``mmengine.runner.load_checkpoint`` or
-``init_cfg=dict(type='Pretrained', checkpoint=DST)``), ``task_heads`` the
-official task-head tensors, and ``meta`` a matching backbone config.
+The task is read from the file's head keys (``--task`` overrides it): a
+fine-tuned file becomes the weights of the whole task model (``backbone.*``
+and the head under mmvlp names: ``BEiT3VQA``, ``BEiT3NLVR2``,
+``BEiT3Retrieval``, ``BEiT3Captioner``, ``BEiT3ImageClassifier``); a
+pretrained file becomes a ``BEiT3`` backbone (bare keys, or ``--prefix``).
+With ``--config`` the weights are fitted to that config's model (position
+tables resized, text parts or the final norm dropped where the model has
+none) and checked against it, so the file loads with ``strict=True``. The
+converter prints the model config that fits the file. Official files load
+without conversion too (``load_from``, ``tools/test.py CONFIG FILE``,
+``init_cfg``); see docs/model_zoo.md.
+
+DST holds ``state_dict`` and, in ``meta``, the task and that config.
 """
 import argparse
 import os.path as osp
+import pprint
 import sys
 
 import torch
+from mmengine.config import Config, DictAction
 from mmengine.utils import mkdir_or_exist
 
-from mmvlp.models.converters import convert_unilm_beit3, unwrap_checkpoint
+from mmvlp.models.converters import (OFFICIAL_TASKS, map_official_beit3,
+                                     unwrap_checkpoint)
 from mmvlp.utils import UnsafeCheckpointError, safe_torch_load
 
 
@@ -24,8 +39,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Convert an official BEiT-3 checkpoint to mmvlp.')
     parser.add_argument('src', help='official .pth (weights under "model" or '
-                        '"module", keys prefixed "beit3.")')
+                        '"module" or bare; keys with or without "beit3.")')
     parser.add_argument('dst', help='output .pth')
+    parser.add_argument('--task', default='auto',
+                        choices=('auto', ) + tuple(OFFICIAL_TASKS),
+                        help='target model (default: read from the heads)')
+    parser.add_argument('--config', help='fit the weights to this config\'s '
+                        'model (e.g. the 384 VQA config for a 480 file)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override entries of --config')
+    parser.add_argument('--num-heads', type=int, help='attention heads for '
+                        'the printed config (not stored in weights; default '
+                        'width / 64)')
     parser.add_argument(
         '--layout',
         choices=('decoupled', 'shared'),
@@ -34,9 +59,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--prefix',
         default='',
-        help='prefix for the backbone keys, e.g. "backbone." to load the file '
-        'into a whole classifier/detector with load_from')
+        help='with --task backbone: prefix for the keys, e.g. "backbone." '
+        'to load the file into a whole classifier/detector with load_from')
     return parser.parse_args(argv)
+
+
+def build_meta_model(config: str, options: dict = None):
+    """The model of a config, built on the meta device (no memory, no
+    weights loaded)."""
+    from mmengine.registry import init_default_scope
+
+    import mmvlp.models  # noqa: F401  (registers the models)
+    from mmvlp.registry import MODELS
+    cfg = Config.fromfile(config)
+    if options:
+        cfg.merge_from_dict(options)
+    init_default_scope(cfg.get('default_scope', 'mmvlp'))
+    with torch.device('meta'):
+        return MODELS.build(cfg.model)
 
 
 def main(argv=None) -> int:
@@ -46,21 +86,36 @@ def main(argv=None) -> int:
         return 1
     try:
         weights = unwrap_checkpoint(safe_torch_load(args.src, 'cpu'))
-        state_dict, report = convert_unilm_beit3(weights, layout=args.layout)
+        model = None
+        if args.config:
+            model = build_meta_model(args.config, args.cfg_options)
+        task = None if args.task == 'auto' else args.task
+        mapping = map_official_beit3(weights, task=task, model=model,
+                                     num_heads=args.num_heads)
+        if args.layout and args.layout != mapping.backbone.layout:
+            raise ValueError(
+                f'The checkpoint has {mapping.backbone.layout} attention but '
+                f'layout={args.layout!r} was requested; use --layout '
+                f'{mapping.backbone.layout} (released BEiT-3 checkpoints are '
+                'decoupled).')
     except (ValueError, UnsafeCheckpointError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
-    state_dict = {args.prefix + k: v for k, v in state_dict.items()}
-    meta = dict(
-        converted_from='unilm-beit3',
-        source=osp.basename(args.src),
-        backbone_cfg=report.backbone_cfg())
+    prefix = args.prefix if mapping.task == 'backbone' else ''
+    state_dict = {prefix + k: v for k, v in mapping.state_dict.items()}
+    model_cfg = mapping.model_cfg()
+    meta = dict(converted_from='unilm-beit3', source=osp.basename(args.src),
+                task=mapping.task, file_task=mapping.file_task,
+                model_cfg=model_cfg, notes=mapping.notes)
     mkdir_or_exist(osp.dirname(osp.abspath(args.dst)))
-    torch.save(
-        dict(state_dict=state_dict, task_heads=report.task_heads, meta=meta),
-        args.dst)
-    print(report.summary())
-    print(f'backbone config: {report.backbone_cfg()}')
+    torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
+    print(mapping.summary())
+    for problem in mapping.problems():
+        print(f'warning: {problem}')
+    if not args.config:
+        print('model config that fits the file (attention heads: '
+              f'{"given" if args.num_heads else "assumed width / 64"}):')
+        print(pprint.pformat(model_cfg, sort_dicts=False))
     print(f'saved {len(state_dict)} tensors to {args.dst}')
     return 0
 

@@ -1,5 +1,6 @@
 """BEiT-3: one Multiway Transformer for images, texts and image-text pairs."""
 import math
+from functools import partial
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -12,6 +13,7 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from torch.utils.checkpoint import checkpoint
 
 from mmvlp.registry import MODELS
+from .beit3_cache import KVCache
 from .beit3_checkpoint import (drop_text_only_keys, load_pretrained_beit3,
                                make_vision_only)
 from ..layers import (MultiwayExperts, MultiwayTransformerLayer, PatchEmbed,
@@ -52,47 +54,6 @@ class MultiwayOutput(NamedTuple):
     patch_grid: Optional[Tuple[int, int]]
 
 
-class KVCache:
-    """Keys and values of every layer for the tokens encoded so far
-    (:meth:`BEiT3.forward_cached`).
-
-    Args:
-        layers (list[tuple[Tensor, Tensor]]): Per layer ``(keys, values)``,
-            each ``(B, heads, T, head_dims)``.
-        num_image_tokens (int): How many of the ``T`` tokens are image tokens
-            (they come first).
-    """
-
-    def __init__(self, layers: List[Tuple[torch.Tensor, torch.Tensor]],
-                 num_image_tokens: int) -> None:
-        self.layers = layers
-        self.num_image_tokens = num_image_tokens
-
-    @property
-    def length(self) -> int:
-        """Number of cached tokens ``T``."""
-        return self.layers[0][0].shape[2]
-
-    @property
-    def num_text_tokens(self) -> int:
-        """Number of cached text tokens."""
-        return self.length - self.num_image_tokens
-
-    def trim(self, length: int) -> 'KVCache':
-        """The cache of the first ``length`` tokens."""
-        if not self.num_image_tokens <= length <= self.length:
-            raise ValueError(f'Cannot trim a cache of {self.length} tokens '
-                             f'({self.num_image_tokens} image tokens) to '
-                             f'{length}.')
-        return KVCache([(k[:, :, :length], v[:, :, :length])
-                        for k, v in self.layers], self.num_image_tokens)
-
-    def index_select(self, index: torch.Tensor) -> 'KVCache':
-        """The cache of the batch rows ``index`` (e.g. surviving beams)."""
-        return KVCache([(k.index_select(0, index), v.index_select(0, index))
-                        for k, v in self.layers], self.num_image_tokens)
-
-
 @MODELS.register_module()
 class BEiT3(BaseModule):
     """BEiT-3 Multiway Transformer backbone.
@@ -129,8 +90,10 @@ class BEiT3(BaseModule):
         subln (bool): Sub-LN (MAGNETO) norms and init. Defaults to True.
         drop_path_rate (float): Stochastic depth, linearly increasing.
         layer_norm_eps (float): LayerNorm epsilon. Defaults to 1e-5.
-        text_mask_token_id (int): Token whose embedding replaces text
-            positions in ``text_mask`` (64001 in ``beit3.spm``).
+        text_mask_token_id (int, optional): Token whose embedding replaces
+            text positions in ``text_mask`` (64001 in ``beit3.spm``); None
+            when texts are never masked (weights converted from a model with
+            another vocabulary; masking then raises).
         out_indices (int | Sequence[int]): Layers whose outputs ``forward``
             returns; negative values count from the end.
         out_type (str): ``'raw'``, ``'cls_token'``, ``'featmap'`` or
@@ -179,7 +142,7 @@ class BEiT3(BaseModule):
                  subln: bool = True,
                  drop_path_rate: float = 0.,
                  layer_norm_eps: float = 1e-5,
-                 text_mask_token_id: int = 64001,
+                 text_mask_token_id: Optional[int] = 64001,
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'cls_token',
                  final_norm: bool = True,
@@ -216,9 +179,12 @@ class BEiT3(BaseModule):
         self.num_vl_layers = num_vl_layers
         self.vocab_size = vocab_size
         self.max_text_len = max_text_len
-        if not 0 <= text_mask_token_id < vocab_size:
+        if text_mask_token_id is not None and \
+                not 0 <= text_mask_token_id < vocab_size:
             raise ValueError(f'text_mask_token_id {text_mask_token_id} is '
-                             f'outside the vocabulary [0, {vocab_size}).')
+                             f'outside the vocabulary [0, {vocab_size}); '
+                             'set it to the mask id of your tokenizer, or '
+                             'None when texts are never masked.')
         self.text_mask_token_id = text_mask_token_id
         self.subln = subln
         self.out_type = out_type
@@ -438,6 +404,11 @@ class BEiT3(BaseModule):
                 f'{self.max_text_len}; truncate it or build BEiT3 with a '
                 'larger max_text_len.')
         if text_mask is not None:
+            if self.text_mask_token_id is None:
+                raise ValueError(
+                    'text_mask needs a mask token, but this BEiT3 has '
+                    'text_mask_token_id=None; set it to the mask id of the '
+                    'text tokenizer.')
             if text_mask.shape != text_ids.shape:
                 raise ValueError(f'text_mask must have the shape of text_ids '
                                  f'{tuple(text_ids.shape)}, got '
@@ -580,9 +551,10 @@ class BEiT3(BaseModule):
     def forward_cached(self,
                        text_ids: torch.Tensor,
                        images: Optional[torch.Tensor] = None,
-                       cache: Optional['KVCache'] = None,
-                       text_mask: Optional[torch.Tensor] = None
-                       ) -> Tuple[torch.Tensor, 'KVCache']:
+                       cache: Optional[KVCache] = None,
+                       text_mask: Optional[torch.Tensor] = None,
+                       max_text_tokens: Optional[int] = None
+                       ) -> Tuple[torch.Tensor, KVCache]:
         """Encode new tokens of a prefix-causal sequence against cached keys
         and values (incremental decoding, e.g. captioning).
 
@@ -595,6 +567,11 @@ class BEiT3(BaseModule):
         :meth:`forward_sequence` on the whole sequence with that
         ``attn_mask`` (``tests/test_vl_captioning.py``).
 
+        The cache is preallocated (:class:`~mmvlp.models.backbones.
+        beit3_cache.KVCache`): new keys and values are written in place
+        after the cached tokens, and the call returns the same cache object
+        with its length advanced.
+
         Args:
             text_ids (Tensor): ``(B, n)`` new text tokens (no padding).
             images (Tensor, optional): ``(B, 3, H, W)``, first call only.
@@ -602,6 +579,9 @@ class BEiT3(BaseModule):
                 text length is the position of the first new token.
             text_mask (Tensor, optional): ``(B, n)``, True at tokens replaced
                 by the mask token.
+            max_text_tokens (int, optional): First call only: text tokens to
+                reserve room for (the cache grows when it runs out).
+                Defaults to ``n + 16``.
 
         Returns:
             tuple: The new tokens' hidden states after the final norm,
@@ -633,6 +613,10 @@ class BEiT3(BaseModule):
             raise ValueError(f'images and text_ids have different batch sizes '
                              f'({parts[0].shape[0]} vs {parts[1].shape[0]}).')
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        if cache is None:
+            reserve = max_text_tokens or text_ids.shape[1] + 16
+            cache = KVCache(self.num_layers, num_image,
+                            num_image + max(reserve, text_ids.shape[1]))
         split = x.shape[1] - text_ids.shape[1]  # image tokens among the new
         # Prefix-causal mask of the new queries over all keys (True = may
         # attend): image keys for everyone, earlier text keys for text.
@@ -643,14 +627,13 @@ class BEiT3(BaseModule):
             (queries[:, None] >= num_image) &
             (keys[None, :] <= queries[:, None]))
         fuse = num_image > 0
-        new_layers = []
         for index, layer in enumerate(self.layers):
-            past = None if cache is None else cache.layers[index]
-            x, kv = layer.forward_cached(x, split, past, allowed, fuse)
-            new_layers.append(kv)
+            store = partial(cache.write, index, start=past_len)
+            x = layer.forward_cached(x, split, store, allowed, fuse)
+        cache.length = past_len + x.shape[1]
         if self.norm is not None:
             x = self.norm(x, split)
-        return x, KVCache(new_layers, num_image)
+        return x, cache
 
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Vision-only forward in mmpretrain's ``VisionTransformer`` style.

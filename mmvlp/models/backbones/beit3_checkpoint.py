@@ -166,9 +166,9 @@ def select_backbone_keys(
     """The backbone's weights in ``state``, with names relative to it.
 
     Tried in order: keys under ``prefix`` (``'backbone.'`` when None);
-    official ``beit3.*`` keys (converted with
-    :func:`~mmvlp.models.converters.convert_unilm_beit3`, task heads left
-    out); keys that already are a bare backbone (the converter's default
+    official BEiT-3 keys (converted with :func:`~mmvlp.models.converters.
+    unilm_beit3_tasks.map_official_beit3`, task heads left out); keys that
+    already are a bare backbone (the converter's ``--task backbone``
     output).
 
     Args:
@@ -190,12 +190,15 @@ def select_backbone_keys(
            if k.startswith(wanted)}
     if sub:
         return sub, f'the keys under {wanted!r}'
-    if any(k.startswith('beit3.') for k in state):
-        from ..converters import convert_unilm_beit3
-        converted, _ = convert_unilm_beit3(state)
-        return converted, ('the official BEiT-3 keys (beit3.*, converted on '
-                           'the fly as tools/model_converters/'
-                           'beit3_unilm_to_mmvlp.py does)')
+    from ..converters.unilm_beit3 import is_official_beit3
+    if is_official_beit3(state):
+        from ..converters.unilm_beit3_tasks import map_official_beit3
+        mapping = map_official_beit3(state, task='backbone')
+        left = f'; not loaded: {_compact(mapping.unused)}' \
+            if mapping.unused else ''
+        return mapping.state_dict, (
+            f'the official BEiT-3 keys (beit3.*, converted on the fly as '
+            f'tools/model_converters/beit3_unilm_to_mmvlp.py does{left})')
     if _looks_like_backbone(state):
         return dict(state), 'the bare backbone keys'
     heads = sorted({k.split('.')[0] for k in state})

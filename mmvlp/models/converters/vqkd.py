@@ -29,9 +29,13 @@ _BLOCK_RULES = {
                    ('ffn.layers.1.', 'ffn.fc2.')],
 }
 _TOWER_RULES = {
+    # The released BEiT v2 tokenizers are built with use_mean_pooling=True:
+    # their towers have no final `norm` (Identity) but an `fc_norm` on the
+    # patch tokens, which is mmvlp's final norm for those tokens (LayerNorm
+    # works per token).
     'unilm': [('patch_embed.proj.', 'patch_embed.proj.'),
               ('cls_token', 'cls_token'), ('pos_embed', 'pos_embed'),
-              ('norm.', 'norm.')],
+              ('norm.', 'norm.'), ('fc_norm.', 'norm.')],
     'mmpretrain': [('patch_embed.projection.', 'patch_embed.proj.'),
                    ('cls_token', 'cls_token'), ('pos_embed', 'pos_embed'),
                    ('ln1.', 'norm.')],

@@ -1,5 +1,5 @@
 """Multi-head self-attention with optional per-modality projections."""
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -146,37 +146,36 @@ class MultiwayAttention(nn.Module):
         self,
         x: torch.Tensor,
         split: int,
-        past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        store: Callable[[torch.Tensor, torch.Tensor],
+                        Tuple[torch.Tensor, torch.Tensor]],
         attn_mask: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> torch.Tensor:
         """Attend from new tokens over cached keys/values and their own
         (incremental decoding).
 
         Args:
             x (Tensor): ``(B, n, C)`` new tokens, image tokens first.
             split (int): Number of leading image tokens in ``x``.
-            past (tuple, optional): ``(keys, values)``, each ``(B, H, T, d)``,
-                of the ``T`` tokens before ``x`` (returned by an earlier
-                call).
+            store (callable): Takes the new tokens' keys and values (each
+                ``(B, H, n, d)``), stores them and returns the keys and
+                values of all ``T + n`` tokens (e.g. a layer's
+                :meth:`~mmvlp.models.backbones.beit3_cache.KVCache.write`).
             attn_mask (Tensor, optional): SDPA mask broadcastable to
                 ``(B, H, n, T + n)`` (True = may attend, or additive).
 
         Returns:
-            tuple: ``(B, n, C)`` outputs and the ``(keys, values)`` of all
-            ``T + n`` tokens.
+            Tensor: ``(B, n, C)``.
         """
         batch, num_tokens, _ = x.shape
         qkv = route(self.qkv, x, split)
         q, k, v = qkv.view(batch, num_tokens, 3, self.num_heads,
                            self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
-        if past is not None:
-            k = torch.cat([past[0], k], dim=2)
-            v = torch.cat([past[1], v], dim=2)
+        k, v = store(k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         out = out.transpose(1, 2).reshape(batch, num_tokens, self.embed_dims)
         if self.inner_norm is not None:
             out = route(self.inner_norm, out, split)
-        return route(self.proj, out, split), (k, v)
+        return route(self.proj, out, split)
 
 
 def window_sdpa(q: torch.Tensor,

@@ -1,5 +1,5 @@
 """The pre-LN Multiway Transformer layer shared by every model in mmvlp."""
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -143,10 +143,11 @@ class MultiwayTransformerLayer(nn.Module):
         self,
         x: torch.Tensor,
         split: int,
-        past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        store: Callable[[torch.Tensor, torch.Tensor],
+                        Tuple[torch.Tensor, torch.Tensor]],
         attn_mask: Optional[torch.Tensor] = None,
         fuse: bool = False
-    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> torch.Tensor:
         """Run the layer on new tokens against cached keys/values
         (incremental decoding); the same computation as :meth:`forward` on
         the whole sequence, for these tokens.
@@ -154,25 +155,25 @@ class MultiwayTransformerLayer(nn.Module):
         Args:
             x (Tensor): ``(B, n, C)`` new tokens, image tokens first.
             split (int): Number of leading image tokens in ``x``.
-            past (tuple, optional): Cached ``(keys, values)`` of the earlier
-                tokens (see :meth:`MultiwayAttention.forward_cached`).
+            store (callable): Stores the new keys/values and returns those
+                of all tokens (see :meth:`MultiwayAttention.forward_cached`).
             attn_mask (Tensor, optional): SDPA mask over ``(n, T + n)``.
             fuse (bool): Whether the whole sequence (cache and ``x``) mixes
                 images and text, which sends every token through the
                 vision-language FFN expert where the layer has one.
 
         Returns:
-            tuple: ``(B, n, C)`` and the ``(keys, values)`` of all tokens.
+            Tensor: ``(B, n, C)``.
         """
-        attn_out, kv = self.attn.forward_cached(
-            route(self.norm1, x, split), split, past, attn_mask)
+        attn_out = self.attn.forward_cached(
+            route(self.norm1, x, split), split, store, attn_mask)
         x = x + self.drop_path(attn_out)
         outs = []
         for kind, part in split_modalities(x, split):
             hidden = expert_of(self.norm2, kind, fuse)(part)
             outs.append(part + self.drop_path(
                 expert_of(self.ffn, kind, fuse)(hidden)))
-        return (torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]), kv
+        return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
 
 def _scaled(x: torch.Tensor, factor: Optional[torch.Tensor]) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch
 from mmengine.model import BaseModel
 
 from mmvlp.registry import MODELS, build_scoped
+from ..converters.unilm_beit3_tasks import OfficialCheckpointMixin
 
 #: BEiT-3 normalises images with mean = std = 0.5 (timm's Inception
 #: constants), here in 0-255 pixels.
@@ -47,10 +48,17 @@ def stack_field(data_samples: Sequence, key: str,
     return out.to(device)
 
 
-class BEiT3TaskModel(BaseModel):
+class BEiT3TaskModel(OfficialCheckpointMixin, BaseModel):
     """Base of the BEiT-3 vision-language task models: a ``BEiT3`` backbone
     and mmengine's ``forward(inputs, data_samples, mode)`` contract with
     mmpretrain's ``MultiModalDataPreprocessor`` (which gives ``images``).
+
+    Official BEiT-3 files (pretrained or fine-tuned, as released) load
+    directly: ``load_from``, ``tools/test.py CONFIG FILE``,
+    ``init_cfg=dict(type='Pretrained', checkpoint=FILE)`` on the model
+    (backbone and head) and ``load_state_dict`` convert them on the way
+    (:class:`~mmvlp.models.converters.unilm_beit3_tasks.
+    OfficialCheckpointMixin`).
 
     Args:
         backbone (dict): A ``BEiT3`` config.

@@ -39,21 +39,37 @@ class BEiT3Captioner(BEiT3TaskModel):
     ``</s>`` included) is masked in the pipeline (``TextMasking``, 60-70%),
     and the ``mlm_head`` predicts them, with label smoothing and, after
     ``drop_worst_after`` steps, the ``drop_worst_ratio`` largest token
-    losses dropped. Inference: greedy or beam search (length penalty) with
-    cached keys and values: ``<s> [MASK]`` first, then ``[previous word,
-    [MASK]]`` per step (:mod:`~mmvlp.models.multimodal.generation`).
+    losses dropped. Inference: the beam search of the official evaluation
+    (:func:`~mmvlp.models.multimodal.generation.beam_search`: 3 beams,
+    length penalty 0.6 over ``<s>``, the words and the ``</s>`` slot, at
+    most ``max_length - 3`` words, also with ``num_beams=1``; no token
+    banned) with a preallocated key/value cache: ``<s> [MASK]`` first, then
+    ``[previous word, [MASK]]`` per step
+    (:mod:`~mmvlp.models.multimodal.generation`).
 
     Args:
         backbone (dict): A ``BEiT3`` config.
         tokenizer (dict, optional): ``TextTokenizer`` arguments
             (``model_file``, ``style``) to turn ids into text in
-            :meth:`predict`; its ``<s>`` / ``</s>`` ids are used.
-        max_length (int): Longest generated text, ``<s>`` and ``</s>``
-            included (32 in the official recipe).
-        num_beams (int): 1 decodes greedily. Defaults to 3.
+            :meth:`predict`; its ``<s>`` / ``</s>`` / ``<pad>`` ids are used.
+        max_length (int): Longest generated sequence, ``<s>`` and ``</s>``
+            included: the official ``num_max_bpe_tokens`` of the evaluation
+            (64, the default; training captions are cut to 32 tokens by the
+            pipeline). Captions get at most ``max_length - 3`` words
+            (``max_length - 2`` with ``plain_greedy``).
+        num_beams (int): Beams (1 is the official search with one beam).
+            Defaults to 3.
         length_penalty (float): Beam search length penalty. Defaults to 0.6.
         use_cache (bool): Decode with cached keys/values (False re-encodes
             the whole sequence each step; same results, slower).
+        ban_special_tokens (bool): mmvlp option, off by default (the
+            official search may generate any row of the head): never
+            generate ``<s>``, ``<pad>``, the mask token or ids beyond the
+            tokenizer's vocabulary.
+        plain_greedy (bool): mmvlp option, off by default: with
+            ``num_beams=1`` decode greedily and stop at the first ``</s>``
+            (the official search with one beam goes on past ``</s>`` and
+            keeps the best-scoring finished caption).
         label_smoothing (float): Defaults to 0.1.
         drop_worst_ratio (float): Share of the largest token losses dropped
             after ``drop_worst_after`` steps. Defaults to 0.2.
@@ -72,10 +88,12 @@ class BEiT3Captioner(BEiT3TaskModel):
     def __init__(self,
                  backbone: dict,
                  tokenizer: Optional[dict] = None,
-                 max_length: int = 32,
+                 max_length: int = 64,
                  num_beams: int = 3,
                  length_penalty: float = 0.6,
                  use_cache: bool = True,
+                 ban_special_tokens: bool = False,
+                 plain_greedy: bool = False,
                  label_smoothing: float = 0.1,
                  drop_worst_ratio: float = 0.2,
                  drop_worst_after: int = 12000,
@@ -89,28 +107,31 @@ class BEiT3Captioner(BEiT3TaskModel):
         if not 0 <= drop_worst_ratio < 1:
             raise ValueError(f'drop_worst_ratio must be in [0, 1), got '
                              f'{drop_worst_ratio}.')
-        if max_length < 3 or max_length > self.backbone.max_text_len:
+        if max_length < 3 or max_length - 1 > self.backbone.max_text_len:
             raise ValueError(
-                f'max_length must be in [3, max_text_len='
-                f'{self.backbone.max_text_len}], got {max_length}.')
+                f'max_length must be in [3, max_text_len + 1='
+                f'{self.backbone.max_text_len + 1}], got {max_length}.')
+        if self.backbone.text_mask_token_id is None:
+            raise ValueError('BEiT3Captioner decodes with the mask token; '
+                             'set the backbone\'s text_mask_token_id.')
         self.tokenizer = None
         if tokenizer is not None:
             self.tokenizer = TextTokenizer(
-                max_length=max_length,
+                max_length=max(3, max_length),
                 **{k: v for k, v in tokenizer.items() if k != 'max_length'})
             bos_id, eos_id = self.tokenizer.bos_id, self.tokenizer.eos_id
+            pad_id = self.tokenizer.pad_id
             if self.tokenizer.vocab_size > self.backbone.vocab_size:
                 raise ValueError(
                     f'The tokenizer has {self.tokenizer.vocab_size} ids but '
                     f'the backbone only {self.backbone.vocab_size} rows.')
-        self.bos_id, self.eos_id = bos_id, eos_id
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
         self.mask_id = self.backbone.text_mask_token_id
-        # Never generated: <s>, <pad>, the mask token and rows beyond the
-        # tokenizer's vocabulary.
+        # Banned with ban_special_tokens: <s>, <pad>, the mask token and
+        # rows beyond the tokenizer's vocabulary.
         limit = self.backbone.vocab_size
         if self.tokenizer is not None:
             limit = self.tokenizer.vocab_size
-            pad_id = self.tokenizer.pad_id
         banned = {bos_id, pad_id, self.mask_id}
         if eos_id in banned or not 0 <= eos_id < limit:
             raise ValueError(f'eos_id {eos_id} is not a token that can be '
@@ -123,6 +144,8 @@ class BEiT3Captioner(BEiT3TaskModel):
         self.num_beams = num_beams
         self.length_penalty = length_penalty
         self.use_cache = use_cache
+        self.ban_special_tokens = ban_special_tokens
+        self.plain_greedy = plain_greedy
         self.label_smoothing = label_smoothing
         self.drop_worst_ratio = drop_worst_ratio
         self.drop_worst_after = drop_worst_after
@@ -137,6 +160,8 @@ class BEiT3Captioner(BEiT3TaskModel):
         """Initialise; with ``load_mlm_head`` also take the ``mlm_head`` of
         the backbone's pretrained checkpoint when it has one."""
         super().init_weights()
+        if self.has_pretrained_init():  # the whole-model file has the head
+            return
         cfg = self.backbone.init_cfg
         cfg = cfg[-1] if isinstance(cfg, (list, tuple)) and cfg else cfg
         if not (self.load_mlm_head and isinstance(cfg, dict)
@@ -215,10 +240,12 @@ class BEiT3Captioner(BEiT3TaskModel):
                     caption_acc=accuracy.detach())
 
     def next_token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits of the next word from the mask position's hidden state;
-        tokens that are never generated get ``-inf``."""
+        """Logits of the next word from the mask position's hidden state
+        (``-inf`` for the special tokens with ``ban_special_tokens``)."""
         logits = self.mlm_head(hidden).float()
-        return logits.masked_fill(~self._allowed, float('-inf'))
+        if self.ban_special_tokens:
+            logits = logits.masked_fill(~self._allowed, float('-inf'))
+        return logits
 
     @torch.no_grad()
     def generate(self,
@@ -227,7 +254,9 @@ class BEiT3Captioner(BEiT3TaskModel):
                  max_length: Optional[int] = None,
                  use_cache: Optional[bool] = None) -> List[List[int]]:
         """Token ids of the generated captions (without ``<s>`` /
-        ``</s>``).
+        ``</s>``; with the official search they may hold other special
+        ids, which :meth:`~mmvlp.text.TextTokenizer.decode` drops as the
+        official evaluation does).
 
         Args:
             images (Tensor): ``(B, 3, H, W)``, normalised.
@@ -239,12 +268,13 @@ class BEiT3Captioner(BEiT3TaskModel):
         max_length = max_length or self.max_length
         use_cache = self.use_cache if use_cache is None else use_cache
         stepper = (CachedSteps if use_cache else FullSteps)(
-            self.backbone, self.next_token_logits, self.bos_id, self.mask_id)
-        if num_beams == 1:
+            self.backbone, self.next_token_logits, self.bos_id, self.mask_id,
+            max_text_tokens=max_length)
+        if num_beams == 1 and self.plain_greedy:
             return greedy_search(stepper, images, max_length - 2,
                                  self.eos_id)
-        return beam_search(stepper, images, max_length - 2, self.eos_id,
-                           num_beams, self.length_penalty)
+        return beam_search(stepper, images, max_length, self.eos_id,
+                           num_beams, self.length_penalty, self.pad_id)
 
     def predict(self, images: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None

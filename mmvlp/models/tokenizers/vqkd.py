@@ -4,6 +4,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 
 from mmvlp.registry import MODELS, build_scoped
 from ..backbones.vit import ViTEncoder
@@ -33,7 +34,9 @@ class VQKD(BaseVisualTokenizer):
             ``NormEMAVectorQuantizer`` with 8192 x 32 codes.
         decoder (dict, optional): ``ViTEncoder`` arguments of the decoder (it
             reads the code map with patch size 1). None builds an encode-only
-            tokenizer (as mmpretrain's ``VQKD``).
+            tokenizer (as mmpretrain's ``VQKD``); it loads checkpoints with
+            a decoder (e.g. the converted BEiT v2 release) by leaving the
+            decoder out, with one log line.
         target (dict, optional): The regression target (``FrozenTeacher``,
             ``HOGTarget``, ``PixelTarget``); needed for training.
         target_dims (int, optional): Width of the decoder's output when no
@@ -82,6 +85,20 @@ class VQKD(BaseVisualTokenizer):
             self.decode_task_layer = task_layer(self.decoder.embed_dims,
                                                 target_dims)
         self.target_dims = target_dims
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """An encode-only tokenizer (``decoder=None``) leaves the decoder of
+        a full checkpoint out (it only serves training)."""
+        if self.decoder is None:
+            parts = (prefix + 'decoder.', prefix + 'decode_task_layer.')
+            dropped = [k for k in state_dict if k.startswith(parts)]
+            for key in dropped:
+                del state_dict[key]
+            if dropped:
+                print_log(f'VQKD (decoder=None): left out the {len(dropped)} '
+                          'decoder tensors of the checkpoint; encoding does '
+                          'not use them.', logger='current')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _quantize(self, images: torch.Tensor
                   ) -> Tuple[QuantizerOutput, Tuple[int, int]]:
