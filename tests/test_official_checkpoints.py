@@ -382,3 +382,72 @@ def test_whole_model_init_cfg_replaces_the_backbone_init(official):
     model = MODELS.build(cfg)
     model.init_weights()
     compare('retrieval', 'w48d2v101', reference, model.eval())
+
+
+SHIPPED = {
+    # config: (task, arch, image size, classes)
+    'mmpretrain/beit3-base-p16_8xb128-coslr-50e_in1k':
+        ('imagenet', 'base', 224, 1000),
+    'mmpretrain/beit3-large-p16_8xb128-coslr-50e_in1k':
+        ('imagenet', 'large', 224, 1000),
+    'beit3/beit3-base-p16-480_8xb16-10e_vqav2': ('vqav2', 'base', 480, 3129),
+    'beit3/beit3-large-p16-480_8xb16-10e_vqav2':
+        ('vqav2', 'large', 480, 3129),
+    'beit3/beit3-large-p16-768_vqav2-test': ('vqav2', 'large', 768, 3129),
+    'beit3/beit3-base-p16-224_8xb32-20e_nlvr2': ('nlvr2', 'base', 224, 2),
+    'beit3/beit3-large-p16-224_8xb32-20e_nlvr2': ('nlvr2', 'large', 224, 2),
+    'beit3/beit3-base-p16-384_16xb192-15e_coco-retrieval':
+        ('retrieval', 'base', 384, 2),
+    'beit3/beit3-large-p16-384_32xb96-15e_coco-retrieval':
+        ('retrieval', 'large', 384, 2),
+    'beit3/beit3-base-p16-384_16xb192-20e_flickr30k-retrieval':
+        ('retrieval', 'base', 384, 2),
+    'beit3/beit3-large-p16-384_32xb96-20e_flickr30k-retrieval':
+        ('retrieval', 'large', 384, 2),
+    'beit3/beit3-base-p16-480_8xb32-10e_coco-caption':
+        ('captioning', 'base', 480, 2),
+    'beit3/beit3-large-p16-480_8xb32-10e_coco-caption':
+        ('captioning', 'large', 480, 2),
+}
+
+
+def shipped_model(config):
+    """A shipped config's model on the meta device (stand-ins for the
+    answer list and the text tokenizer, which are files)."""
+    tool = _tool()
+    options = {'model.answers': [f'a{i}' for i in range(3129)]} \
+        if 'vqav2' in config else {}
+    if 'caption' in config:
+        options['model.tokenizer'] = None
+    return tool.build_meta_model(
+        osp.join(osp.dirname(__file__), '..', 'configs', config + '.py'),
+        options)
+
+
+@pytest.mark.parametrize('config', sorted(SHIPPED))
+def test_official_files_fit_the_shipped_configs(config):
+    """A released file of each kind (its keys and shapes, as the official
+    code builds it at base / large size) maps onto the model of the shipped
+    config exactly: nothing missing, nothing left over, so the converted
+    file loads with strict=True (built on the meta device: no memory)."""
+    task, arch, size, classes = SHIPPED[config]
+    model = shipped_model(config)
+    with torch.device('meta'):
+        reference = official_task_model(task, arch, img_size=size,
+                                        num_classes=classes)
+    mapping = map_official_beit3(official_state(reference, None),
+                                 model=model)
+    assert mapping.missing == [] and mapping.unused == {}, mapping.problems()
+    own = model.state_dict()
+    assert set(mapping.state_dict) == set(own)
+    for key, value in mapping.state_dict.items():
+        assert value.shape == own[key].shape, key
+    # The pretrained file (224, with its final norm) into the same config:
+    # the backbone fits; only the head is left to fine-tuning.
+    with torch.device('meta'):
+        pretrained = official_task_model('retrieval', arch, img_size=224)
+    weights = {k: v for k, v in official_state(pretrained, None).items()
+               if k.startswith('beit3.')}
+    mapping = map_official_beit3(weights, model=model)
+    assert mapping.missing and all(
+        not k.startswith('backbone.') for k in mapping.missing)

@@ -257,3 +257,114 @@ def test_compiled_encode_matches_eager_and_stays_safe(caplog):
             after, _ = model.run_encoder(images)
     assert 'weights changed' in compiled.disabled_because
     torch.testing.assert_close(after, expected)
+
+
+def _released_format(reference, decoder_dims=768):
+    """An mmpretrain VQKD's weights in the layout of the released BEiT v2
+    tokenizers (unilm ``beit2/modeling_vqkd.py`` with
+    ``use_mean_pooling=True``): ``blocks``, ``fc_norm`` on the patch tokens
+    instead of a final ``norm``, a decoder, its task layer (512-d CLIP
+    space), the scaling layer and the teacher."""
+    weights = {}
+    for key, value in _unilm_weights(reference).items():
+        if key.startswith('encoder.norm.'):
+            key = key.replace('encoder.norm.', 'encoder.fc_norm.')
+        if not key.startswith(('decoder.', 'decode_task_layer.')):
+            weights[key] = value
+    generator = torch.Generator().manual_seed(3)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.02
+
+    dims, codes = decoder_dims, reference.quantize.embedding.weight.shape[1]
+    decoder = {'decoder.cls_token': rand(1, 1, dims),
+               'decoder.pos_embed': rand(1, 197, dims),
+               'decoder.patch_embed.proj.weight': rand(dims, codes, 1, 1),
+               'decoder.patch_embed.proj.bias': rand(dims),
+               'decoder.fc_norm.weight': rand(dims) + 1,
+               'decoder.fc_norm.bias': rand(dims),
+               'decode_task_layer.0.weight': rand(dims, dims),
+               'decode_task_layer.0.bias': rand(dims),
+               'decode_task_layer.2.weight': rand(512, dims),
+               'decode_task_layer.2.bias': rand(512)}
+    block = 'decoder.blocks.0.'
+    for name, shape in (('norm1.weight', (dims, )), ('norm1.bias', (dims, )),
+                        ('attn.qkv.weight', (3 * dims, dims)),
+                        ('attn.q_bias', (dims, )), ('attn.v_bias', (dims, )),
+                        ('attn.proj.weight', (dims, dims)),
+                        ('attn.proj.bias', (dims, )),
+                        ('norm2.weight', (dims, )), ('norm2.bias', (dims, )),
+                        ('mlp.fc1.weight', (4 * dims, dims)),
+                        ('mlp.fc1.bias', (4 * dims, )),
+                        ('mlp.fc2.weight', (dims, 4 * dims)),
+                        ('mlp.fc2.bias', (dims, ))):
+        decoder[block + name] = rand(*shape)
+    weights.update(decoder)
+    return weights
+
+
+def test_released_tokenizer_through_the_inference_config(tmp_path):
+    """The shipped inference config (no teacher, no decoder) with a BEiT v2
+    tokenizer file in the released layout, converted by the tool: the same
+    token ids as mmpretrain's VQKD, through tools/tokenize_images.py and as
+    BEiT3Pretrain's frozen tokenizer."""
+    import importlib.util
+    import json
+    import os.path as osp
+
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmvlp.datasets import make_demo_dataset
+    from mmvlp.models import BEiT3Pretrain
+
+    root = osp.join(osp.dirname(__file__), '..')
+
+    def tool(path, name):
+        spec = importlib.util.spec_from_file_location(
+            name, osp.join(root, 'tools', path))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    reference = mmpretrain_vqkd('base', img_size=224, num_codes=8192,
+                                code_dims=32, seed=2)
+    src = tmp_path / 'vqkd_encoder_base_decoder_1x768x12_clip.pth'
+    torch.save({'model': _released_format(reference)}, src)
+    converted = tmp_path / 'vqkd_mmvlp.pth'
+    assert tool('model_converters/vqkd_to_mmvlp.py', 'vqkd_tool').main(
+        [str(src), str(converted)]) == 0
+
+    make_demo_dataset(str(tmp_path / 'data'), num_train=2, num_val=0,
+                      size=48)
+    images = tmp_path / 'data' / 'images' / 'train'
+    config = osp.join(root, 'configs', 'tokenizers',
+                      'vqkd_vit-base-p16_beitv2_inference.py')
+    tokenize = tool('tokenize_images.py', 'tokenize_images')
+    out = tmp_path / 'tokens'
+    assert tokenize.main([config, str(converted), '--data', str(images),
+                          '--out', str(out)]) == 0
+    assert json.loads((out / 'meta.json').read_text())['grid'] == [14, 14]
+    shard = np.load(out / 'shard_00000.npz')
+    pixels = torch.stack([
+        torch.from_numpy(tokenize.load_image(str(p), (224, 224))).permute(
+            2, 0, 1).float() for p in shard['paths']])
+    cfg = Config.fromfile(config)
+    mean = torch.tensor(cfg.clip_mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.clip_std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference((pixels - mean) / std).view(-1, 14, 14)
+    agreement = (torch.as_tensor(shard['ids']).long() == expected).float()
+    assert agreement.mean() >= 0.999, agreement.mean()
+
+    init_default_scope('mmvlp')
+    model = BEiT3Pretrain(
+        backbone=dict(type='BEiT3', arch=dict(embed_dims=32, num_layers=1,
+                                              num_heads=2,
+                                              feedforward_channels=64),
+                      img_size=224, vocab_size=16, max_text_len=8,
+                      text_mask_token_id=3),
+        tokenizer=cfg.model, tokenizer_checkpoint=str(converted))
+    assert torch.equal(model.tokenizer.encode(pixels[:1]),
+                       torch.as_tensor(shard['ids'][:1]).long())

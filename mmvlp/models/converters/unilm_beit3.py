@@ -268,6 +268,9 @@ def convert_unilm_beit3(
                 if k.startswith('beit3.')}
     if not backbone:
         raise _not_beit3('no key starts with "beit3." (or "vision_embed.")')
+    if 'encoder.embed_positions.weight' in backbone:  # single-way encoder
+        backbone['encoder.embed_positions.A.weight'] = backbone.pop(
+            'encoder.embed_positions.weight')
     required = ('vision_embed.proj.weight', 'vision_embed.cls_token',
                 'encoder.embed_positions.A.weight')
     missing = [k for k in required if k not in backbone]
