@@ -13,6 +13,7 @@ vocabularies and image sizes), saved as the official code saves them
 through each side's own preprocessing; outputs must agree to 1e-4 (fp32).
 """
 import importlib.util
+import os
 import logging
 import os.path as osp
 
@@ -451,3 +452,82 @@ def test_official_files_fit_the_shipped_configs(config):
     mapping = map_official_beit3(weights, model=model)
     assert mapping.missing and all(
         not k.startswith('backbone.') for k in mapping.missing)
+
+
+def test_tools_test_py_evaluates_an_official_file(tmp_path):
+    """``tools/test.py CONFIG OFFICIAL_FILE``, the released file as it is,
+    through the test loop of a config (the demo VQA config at the file's
+    size): nothing missing or unexpected, and the answer scores of every
+    test question equal the official model's on the same images and
+    questions."""
+    import subprocess
+    import sys
+
+    from mmengine import load
+
+    from helpers.demo_data import make_demo_with_spm
+    from mmvlp.datasets import make_demo_vl_dataset
+    from mmvlp.datasets.vl_formats import read_answer_vocab
+    from mmvlp.registry import DATASETS
+
+    repo = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+    spm = osp.join(make_demo_with_spm(tmp_path / 'pre', 24, 0),
+                   'text_spm.model')
+    data = str(tmp_path / 'vl')
+    make_demo_vl_dataset(data, num_train=4, num_val=4, size=48)
+    answer_file = osp.join(data, 'vqa', 'answer2label.txt')
+    answers = read_answer_vocab(answer_file)
+    arch = dict(embed_dims=48, num_layers=2, num_heads=3,
+                feedforward_channels=80)
+    reference = official_task_model('vqav2', arch, img_size=48,
+                                    patch_size=8, vocab_size=256,
+                                    num_classes=len(answers), seed=5)
+    official_file = str(tmp_path / 'beit3_vqa.pth')
+    torch.save(official_state(reference), official_file)
+
+    dump = str(tmp_path / 'predictions.pkl')
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        osp.join(repo, 'configs/demo/beit3-tiny-p8_demo-vl-vqa.py'))
+    cfg.model.answers = answer_file
+    cfg.model.backbone.update(init_cfg=None, final_norm=False, arch=arch)
+    # BEiT-3's VL normalisation (the demo's own is ImageNet's).
+    cfg.model.data_preprocessor.update(mean=[127.5] * 3, std=[127.5] * 3)
+    loader = cfg.test_dataloader
+    loader.update(num_workers=0, persistent_workers=False)
+    loader.dataset.data_root = data
+    loader.dataset.pipeline[2].model_file = spm
+    cfg.test_evaluator = [dict(type='mmpretrain.VQAAcc'),
+                          dict(type='DumpResults', out_file_path=dump)]
+    config = tmp_path / 'vqa_official.py'
+    cfg.dump(str(config))
+    result = subprocess.run(
+        [sys.executable, 'tools/test.py', str(config), official_file,
+         '--work-dir', str(tmp_path / 'work')], cwd=repo,
+        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=repo),
+        capture_output=True, text=True, timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert 'missing keys' not in out and 'unexpected key' not in out
+    assert 'BEiT3VQA: loading an official BEiT-3 file' in out
+    assert 'kept the first 32 of 1022 text positions' in out
+    assert 'VQA/acc' in out
+    predictions = load(dump)
+
+    # The official model on the same test samples (the config's pipeline:
+    # images as loaded and resized, questions as tokenized).
+    init_default_scope('mmvlp')
+    dataset = DATASETS.build(loader.dataset)
+    assert len(predictions) == len(dataset) > 4
+    for index, predicted in enumerate(predictions):
+        item = dataset[index]
+        sample = item['data_samples']
+        image = official_images(item['inputs'].flip(0).permute(
+            1, 2, 0)[None].numpy())
+        with torch.no_grad():
+            logits = reference.forward_vqav2(
+                image, torch.as_tensor(sample.text_ids)[None],
+                torch.as_tensor(sample.text_padding_mask)[None])
+        assert predicted['question_id'] == sample.question_id
+        assert_close(predicted['pred_score'], logits[0].sigmoid(),
+                     f'answer scores of question {index}')
