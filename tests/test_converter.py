@@ -283,8 +283,9 @@ def test_tool_task_option_and_config_fit(reference, tmp_path, capsys):
         "default_scope = 'mmvlp'\n"
         "model = dict(type='BEiT3VQA', answers=[str(i) for i in range(5)],\n"
         "             backbone=dict(type='BEiT3', arch=dict(embed_dims=64,\n"
-        "                 num_layers=2, num_heads=4, feedforward_channels=128),"
-        "\n                 img_size=48, final_norm=False))\n")
+        "                 num_layers=2, num_heads=4,\n"
+        "                 feedforward_channels=128),\n"
+        "                 img_size=48, final_norm=False))\n")
     dst = tmp_path / 'vqa_48_mmvlp.pth'
     assert _tool().main([str(src), str(dst), '--config', str(config)]) == 0
     assert 'resized the image position table from 2x2 to 3x3' in \

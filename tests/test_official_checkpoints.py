@@ -41,6 +41,10 @@ SIZES = {
     'w40d3v64010': dict(arch=dict(embed_dims=40, num_layers=3, num_heads=5,
                                   feedforward_channels=72),
                         img_size=40, patch_size=8, vocab_size=64010),
+    # width 24 / 2 heads, 1 layer, FFN 40, vocabulary 1000, 3x3 patches of 12
+    'w24d1v1000': dict(arch=dict(embed_dims=24, num_layers=1, num_heads=2,
+                                 feedforward_channels=40),
+                       img_size=36, patch_size=12, vocab_size=1000),
 }
 TASKS = ('imagenet', 'vqav2', 'nlvr2', 'retrieval', 'captioning')
 NUM_CLASSES = dict(imagenet=11, vqav2=13, nlvr2=2, retrieval=2, captioning=2)

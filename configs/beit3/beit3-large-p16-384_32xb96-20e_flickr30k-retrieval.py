@@ -4,7 +4,8 @@
 #   --task flickr30k --epochs 20 --warmup_epochs 5.
 # Evaluate the released beit3_large_patch16_384_f30k_retrieval.pth as it is
 # (docs/model_zoo.md):
-#   tools/test.py configs/beit3/beit3-large-p16-384_32xb96-20e_flickr30k-retrieval.py \
+#   tools/test.py \
+#       configs/beit3/beit3-large-p16-384_32xb96-20e_flickr30k-retrieval.py \
 #       beit3_large_patch16_384_f30k_retrieval.pth
 _base_ = ['./beit3-large-p16-384_32xb96-15e_coco-retrieval.py']
 flickr = dict(data_root='data/flickr30k', ann_file='dataset_flickr30k.json',

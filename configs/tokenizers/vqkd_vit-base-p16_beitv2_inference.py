@@ -8,8 +8,8 @@
 #       configs/tokenizers/vqkd_vit-base-p16_beitv2_inference.py \
 #       checkpoints/vqkd_beitv2_base_clip_mmvlp.pth --data IMAGES --out TOKENS
 # or as the frozen target of pretraining:
-#   BEiT3Pretrain(tokenizer=<this model>,
-#                 tokenizer_checkpoint='checkpoints/vqkd_beitv2_base_clip_mmvlp.pth')
+#   BEiT3Pretrain(tokenizer=<this model>, tokenizer_checkpoint=
+#                 'checkpoints/vqkd_beitv2_base_clip_mmvlp.pth')
 # The converted file keeps the decoder; this encode-only model leaves it out
 # at load (one log line). Pixels are raw RGB in [0, 255]; the CLIP-taught
 # tokenizers (vqkd_encoder_base_decoder_{1,3}x768x12_clip) normalise with

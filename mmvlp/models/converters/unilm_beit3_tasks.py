@@ -212,10 +212,10 @@ class OfficialMapping:
                     else f'the {self.file_task} head')
             out.append(
                 f'The file has no {self.task} head ({spec.official}: '
-                f'{spec.head_desc}), only {what}: {_compact(missing_head)} keep their '
-                'initialisation. That is right when fine-tuning from a '
-                f'pretrained file; to evaluate, load a fine-tuned {self.task} '
-                'file.')
+                f'{spec.head_desc}), only {what}: '
+                f'{_compact(missing_head)} keep their initialisation. That '
+                'is right when fine-tuning from a pretrained file; to '
+                f'evaluate, load a fine-tuned {self.task} file.')
         missing_backbone = [k for k in self.missing
                             if k not in missing_head]
         if missing_backbone:
