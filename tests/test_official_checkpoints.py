@@ -535,3 +535,28 @@ def test_tools_test_py_evaluates_an_official_file(tmp_path):
         assert predicted['question_id'] == sample.question_id
         assert_close(predicted['pred_score'], logits[0].sigmoid(),
                      f'answer scores of question {index}')
+
+
+def test_a_head_of_another_size_is_left_out_with_a_warning(official):
+    """An ImageNet file (11 classes) into a classifier of 7 classes (fine-
+    tuning on another label set): the backbone and fc_norm load, the
+    classifier keeps its initialisation as the official code drops a head
+    of another size, with a warning; a backbone of another size raises."""
+    reference, path = official('imagenet', 'w48d2v101')
+    cfg = mmvlp_cfg('imagenet', 'w48d2v101', path)
+    cfg['head']['num_classes'] = 7
+    model = MODELS.build(cfg)
+    initial = model.head.fc.weight.clone()
+    with LogCatcher() as logs:
+        load_checkpoint(model, path, logger='current')
+    warnings = ' '.join(logs.warnings())
+    assert 'The head of the file does not fit the model (head.fc.' in warnings
+    assert "set the model's number of classes" in warnings
+    assert torch.equal(model.head.fc.weight, initial)
+    torch.testing.assert_close(model.head.fc_norm.weight,
+                               reference.fc_norm.weight)
+    cfg = mmvlp_cfg('imagenet', 'w48d2v101', path)
+    cfg['backbone']['arch']['feedforward_channels'] = 64
+    with pytest.raises(ValueError, match='does not fit this '
+                       'BEiT3ImageClassifier.*ffn.vision.fc1.weight'):
+        load_checkpoint(MODELS.build(cfg), path, logger='silent')

@@ -113,6 +113,8 @@ OFFICIAL_TASKS: Dict[str, OfficialTask] = {
         ('mlm_head' + _WB, ), (('mlm_head.', 'mlm_head.fc.'), ),
         head_desc='mlm_head.*'),
 }
+#: The reason given for a head tensor of another size.
+_OTHER_SIZE = 'a head of another size:'
 #: Model state that official files do not hold (and need not).
 _NOT_IN_FILES = ('data_preprocessor.', )
 #: A key that only the head of each task has.
@@ -204,8 +206,19 @@ class OfficialMapping:
     def problems(self) -> List[str]:
         """Messages about parts that do not load, each with its fix."""
         out = []
+        resized = {self.spec.rename(k) for k, r in self.unused.items()
+                   if r.startswith(_OTHER_SIZE)}
+        if resized:
+            out.append(
+                f'The head of the file does not fit the model '
+                f'({_compact(resized)}: another number of classes / '
+                'answers): it keeps its initialisation, as the official '
+                'fine-tuning code drops a head of another size. Right for '
+                'fine-tuning on another label set; to evaluate, set the '
+                'model\'s number of classes to the file\'s.')
         missing_head = [k for k in self.missing
-                        if not k.startswith('backbone.')]
+                        if not k.startswith('backbone.') and
+                        k not in resized]
         if missing_head and self.task != 'backbone':
             spec = self.spec
             what = ('a pretrained backbone' if self.file_task == 'backbone'
@@ -217,17 +230,20 @@ class OfficialMapping:
                 'is right when fine-tuning from a pretrained file; to '
                 f'evaluate, load a fine-tuned {self.task} file.')
         missing_backbone = [k for k in self.missing
-                            if k not in missing_head]
+                            if k.startswith('backbone.') or
+                            self.task == 'backbone']
         if missing_backbone:
             out.append(
                 f'The file lacks backbone weights {_compact(missing_backbone)}'
                 ' (they keep their initialisation); check final_norm (False '
                 'for the official ImageNet and VQA models), vision_only and '
                 'the architecture.')
-        if self.unused:
-            reasons = sorted({r for r in self.unused.values()})
+        others = {k: r for k, r in self.unused.items()
+                  if not r.startswith(_OTHER_SIZE)}
+        if others:
+            reasons = sorted(set(others.values()))
             out.append(f'Not loaded from the file: '
-                       f'{_compact(self.unused)} ({"; ".join(reasons)}).')
+                       f'{_compact(others)} ({"; ".join(reasons)}).')
         return out
 
     def summary(self) -> str:
@@ -396,6 +412,15 @@ def _compare(mapping: OfficialMapping, model: nn.Module) -> None:
     """Fill ``missing``; raise on wrong shapes."""
     own = model.state_dict()
     got = mapping.state_dict
+    # A head of another size is left out (the official fine-tuning code
+    # drops such a classifier); other shapes must fit.
+    heads = {v: k for k, v in mapping.heads.items()}
+    for key in [k for k in got if k in heads and k in own and
+                got[k].shape != own[k].shape]:
+        mapping.unused[heads[key]] = (
+            f'{_OTHER_SIZE} {tuple(got[key].shape)}, the model '
+            f'{tuple(own[key].shape)}')
+        del got[key]
     wrong = [f'{k}: {tuple(v.shape)} (model {tuple(own[k].shape)})'
              for k, v in got.items() if k in own and v.shape != own[k].shape]
     if wrong:
