@@ -310,21 +310,30 @@ def test_mismatches_are_explained(pretrain_checkpoint):
         init_cfg=dict(type='Pretrained', checkpoint=pretrain_checkpoint))
     with pytest.raises(ValueError, match='does not fit this BEiT3'):
         model.init_weights()
-    # More layers than the checkpoint: a compact warning, or an error.
-    for strict in (False, True):
+    # More layers than the checkpoint: an error naming both depths; with
+    # strict=False (the expert opt-out) one warning line; strict=True
+    # requires every key.
+    for strict in (None, False, True):
         model = _vision_backbone(
             arch=dict(ARCH, num_layers=3),
             init_cfg=dict(type='Pretrained', checkpoint=pretrain_checkpoint,
                           strict=strict))
+        if strict is None:
+            with pytest.raises(ValueError, match='the file has 2 layers, the '
+                               'model 3'):
+                model.init_weights()
+            continue
         if strict:
-            with pytest.raises(ValueError, match='missing in the checkpoint'):
+            with pytest.raises(ValueError, match='strict loading: 16 model '
+                               'tensors not loaded, 0 file tensors not used'):
                 model.init_weights()
             continue
         with LogCatcher() as logs:
             model.init_weights()
-        (warning, ) = logs.matching('do not match', logging.WARNING)
-        assert 'layers.{2}.attn.qkv.vision.weight' in warning
-        assert 'unexpected (not loaded): none' in warning
+        (warning, ) = logs.matching('start fresh', logging.WARNING)
+        assert 'start fresh: layers.{2}.*' in warning, warning
+        assert 'Partial load allowed' in warning
+        assert 'not used from the file' not in warning
     # No checkpoint at all.
     model = _vision_backbone(init_cfg=dict(type='Pretrained', checkpoint=''))
     with pytest.raises(ValueError, match='init_cfg=None to train from'):

@@ -3,6 +3,12 @@
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]
         [--cfg-options key=value ...] [--launcher none|pytorch|slurm]
+        [--allow-partial] [--debug]
+
+A checkpoint that does not fit the model (nothing loads, a task head or the
+backbone would stay at its initial value, another size) stops the run with
+one message instead of a metric of random weights; a file that is not a
+checkpoint, with one line (docs/reliability.md).
 
 Several processes: tools/dist_test.sh (torchrun) or tools/slurm_test.sh;
 both also run on CPU-only hosts (gloo, one thread per process).
@@ -14,11 +20,13 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import (build_runner, check_config, exit_after_launch,
-                         finish_launch, setup_launch)
+from mmvlp.utils import (add_load_arguments, build_runner,
+                         check_checkpoint_file, check_config,
+                         checked_runner_loading, exit_after_launch,
+                         exit_on_load_error, finish_launch, setup_launch)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a checkpoint')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -32,14 +40,20 @@ def parse_args() -> argparse.Namespace:
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    add_load_arguments(parser)
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
-def main() -> bool:
-    args = parse_args()
+def main(argv=None) -> bool:
+    args = parse_args(argv)
+    with exit_on_load_error(args.debug):
+        return _test(args)
+
+
+def _test(args: argparse.Namespace) -> bool:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -47,12 +61,17 @@ def main() -> bool:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    # Not a checkpoint (missing, empty, text, cut short): before anything
+    # is built or written. (Strategies load checkpoint directories.)
+    check_checkpoint_file(args.checkpoint,
+                          allow_dirs=cfg.get('strategy') is not None)
     if not args.no_config_check:
         check_config(cfg)  # before anything is built (docs/reliability.md)
     # CPU-only hosts: gloo group, CPU DDP (see mmvlp/utils/launch.py).
     setup_launch(cfg)
     runner = build_runner(cfg)
-    metrics = runner.test()
+    with checked_runner_loading(runner, 'test', args.allow_partial):
+        metrics = runner.test()
     for name, value in metrics.items():
         print(f'{name}: {value}')
     return finish_launch()

@@ -27,11 +27,13 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from mmengine.utils import ProgressBar, scandir
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
 from mmvlp.registry import MODELS
+from mmvlp.utils import (add_load_arguments, allow_partial_loading,
+                         check_checkpoint_file, exit_on_load_error,
+                         load_model_weights)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.webp')
 
@@ -130,16 +132,24 @@ def main(argv=None) -> int:
                         help='compile the encoder with its weights frozen in '
                         '(10-30 s once, then faster; see BaseVisualTokenizer.'
                         'compile_encode)')
+    add_load_arguments(parser)
     args = parser.parse_args(argv)
+    with exit_on_load_error(args.debug):
+        return _tokenize(args)
 
+
+def _tokenize(args: argparse.Namespace) -> int:
+    check_checkpoint_file(args.checkpoint)
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmvlp'))
     model = MODELS.build(cfg.model)
     if not hasattr(model, 'encode') or not hasattr(model, 'vocab_size'):
         raise SystemExit(f'error: {type(model).__name__} is not a visual '
                          'tokenizer (it has no encode/vocab_size).')
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    # The encoder and codebook must load (docs/reliability.md); OUT is
+    # only created afterwards.
+    with allow_partial_loading(args.allow_partial):
+        load_model_weights(model, args.checkpoint, purpose='encode')
     model.to(args.device).eval()
     if args.compile:
         model.compile_encode()

@@ -4,11 +4,16 @@ configs with a ``strategy`` (DeepSpeed, FSDP), its FlexibleRunner.
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--accumulate N] [--cfg-options key=value ...]
-        [--launcher none|pytorch|slurm]
+        [--launcher none|pytorch|slurm] [--allow-partial] [--debug]
 
 Several processes: tools/dist_train.sh (torchrun) or tools/slurm_train.sh;
 both also run on CPU-only hosts (gloo, one thread per process). The
 effective batch and learning rate are printed at the start.
+
+``load_from`` / ``--resume`` checkpoints are checked against the model
+(docs/reliability.md): one that leaves the backbone at its initial value,
+or (resume) any tensor, stops the run with one message; a fresh task head is
+reported in one line.
 """
 import argparse
 import logging
@@ -19,12 +24,14 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import (build_runner, check_config, exit_after_launch,
-                         finish_launch, report_batch, set_accumulation,
-                         setup_launch)
+from mmvlp.utils import (add_load_arguments, build_runner,
+                         check_checkpoint_file, check_config,
+                         checked_runner_loading, exit_after_launch,
+                         exit_on_load_error, finish_launch, report_batch,
+                         set_accumulation, setup_launch)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='where to save logs and models')
@@ -53,7 +60,8 @@ def parse_args() -> argparse.Namespace:
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    add_load_arguments(parser)
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -85,9 +93,17 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main() -> bool:
-    args = parse_args()
+def main(argv=None) -> bool:
+    args = parse_args(argv)
+    with exit_on_load_error(args.debug):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> bool:
     cfg = merge_args(Config.fromfile(args.config), args)
+    if cfg.get('load_from'):
+        check_checkpoint_file(cfg.load_from,
+                              allow_dirs=cfg.get('strategy') is not None)
     if not args.no_config_check:
         check_config(cfg)  # before anything is built (docs/reliability.md)
     # Strategies (DeepSpeed, FSDP); CPU-only hosts: gloo group, CPU
@@ -95,7 +111,9 @@ def main() -> bool:
     setup_launch(cfg)
     report_batch(cfg)
     runner = build_runner(cfg)
-    runner.train()
+    purpose = 'resume' if cfg.get('resume') else 'train'
+    with checked_runner_loading(runner, purpose, args.allow_partial):
+        runner.train()
     return finish_launch()
 
 

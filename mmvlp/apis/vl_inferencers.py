@@ -22,7 +22,6 @@ from mmengine.dataset import BaseDataset, Compose, default_collate
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
-from mmengine.runner import load_checkpoint
 from mmpretrain.apis import ImageCaptionInferencer as _MMPretrainCaption
 from mmpretrain.apis import \
     VisualQuestionAnsweringInferencer as _MMPretrainVQA
@@ -30,6 +29,7 @@ from mmpretrain.apis.base import BaseInferencer
 from mmpretrain.structures import DataSample
 
 from mmvlp.registry import MODELS, TRANSFORMS, build_scoped
+from mmvlp.utils import load_model_weights
 
 ModelType = Union[BaseModel, str, Config]
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
@@ -37,18 +37,23 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 
 def init_vl_model(model: ModelType,
                   checkpoint: Optional[str] = None,
-                  device: Union[str, torch.device, None] = None) -> BaseModel:
+                  device: Union[str, torch.device, None] = None,
+                  strict: Optional[bool] = None) -> BaseModel:
     """Build an mmvlp model from a config and load a checkpoint.
 
     The backbone's ``init_cfg`` (pretraining weights) is dropped: the
     fine-tuned checkpoint holds every weight. Without a checkpoint the model
-    keeps random weights (with a warning).
+    keeps random weights (with a warning). The checkpoint is checked as
+    ``tools/test.py`` checks it (:func:`~mmvlp.utils.load_model_weights`,
+    purpose ``'test'``): the backbone and the task head must load.
 
     Args:
         model (str | Config | BaseModel): Config path, ``Config`` or a built
             model (then only ``checkpoint`` is loaded).
         checkpoint (str, optional): A checkpoint of the whole model.
         device: Where the model goes.
+        strict (bool, optional): None: the fit check; True: every key;
+            False: load what fits (logged).
 
     Returns:
         BaseModel: The model in eval mode, with ``_config`` set.
@@ -66,8 +71,7 @@ def init_vl_model(model: ModelType,
             built = build_scoped(MODELS, cfg.model)
         built._config = cfg
     if checkpoint is not None:
-        load_checkpoint(built, checkpoint, map_location='cpu', strict=True,
-                        logger='current')
+        load_model_weights(built, checkpoint, purpose='test', strict=strict)
     elif not isinstance(model, BaseModel):
         print_log(f'{type(built).__name__}: no checkpoint given, so the '
                   'model has random weights.', logger='current', level=30)

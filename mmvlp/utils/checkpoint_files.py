@@ -27,6 +27,7 @@ from mmengine.logging import print_log
 
 __all__ = [
     'checkpoint_problem', 'find_resumable_checkpoint', 'atomic_write_bytes',
+    'atomic_torch_save',
     'install_atomic_checkpoint_saving', 'install_resumable_checkpoint_search'
 ]
 
@@ -79,6 +80,29 @@ def atomic_write_bytes(data: bytes, path: Union[str, os.PathLike]) -> None:
                 os.remove(osp.join(folder, other))
             except OSError:
                 pass
+
+
+def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial or empty
+    ``path``: the file is written under a hidden temporary name beside it
+    and renamed when complete (removed when saving fails).
+
+    Args:
+        obj: What to save.
+        path (str | PathLike): The destination (its folder is created).
+    """
+    import torch
+    path = os.fspath(path)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = _temporary_name(osp.abspath(path))
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if osp.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def checkpoint_problem(path: Optional[str]) -> Optional[str]:

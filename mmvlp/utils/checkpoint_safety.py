@@ -13,7 +13,6 @@ it from doing so, so new checkpoints hold data only.
 """
 import contextlib
 import functools
-import os
 import pickle
 import re
 from typing import Callable, Iterator, List
@@ -83,20 +82,33 @@ def _refusal(source: str, error: Exception) -> UnsafeCheckpointError:
 
 
 def _unreadable(source, error: Exception) -> Exception:
-    """A clearer error for a checkpoint that is cut short (e.g. by a kill
-    while it was written without mmvlp), else ``error`` itself."""
-    from .checkpoint_files import checkpoint_problem
-    if not isinstance(source, (str, os.PathLike)):
-        return error
-    problem = checkpoint_problem(os.fspath(source))
-    if problem is None:
-        return error
-    return RuntimeError(
-        f'Cannot load {os.fspath(source)}: the file {problem}. A run killed '
-        'while saving leaves such a file when it was written without mmvlp '
-        '(mmvlp writes checkpoints atomically). Use an earlier checkpoint; '
-        'tools/train.py --resume without a path picks the newest complete '
-        f'one. ({error})')
+    """A one-line error for a file that is not a usable checkpoint (cut
+    short, empty, text, a directory, missing; see
+    :func:`~.checkpoint_inspect.load_error`), else ``error`` itself."""
+    from .checkpoint_inspect import load_error
+    return load_error(source, error) or error
+
+
+def _translate(source, error: Exception) -> Exception:
+    """What to raise for ``error`` of ``torch.load``: a file error, the
+    refusal of an unsafe pickle, or ``error`` itself."""
+    clearer = _unreadable(source, error)
+    if clearer is not error:
+        return clearer
+    if isinstance(error, pickle.UnpicklingError) and not isinstance(
+            error, UnsafeCheckpointError):
+        return _refusal(str(source), error)
+    return error
+
+
+def _note(source, checkpoint) -> None:
+    from .checkpoint_loading import note_loaded_file
+    note_loaded_file(source, checkpoint)
+
+
+#: What ``torch.load`` raises on files that are not checkpoints.
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, KeyError, EOFError,
+                OSError, ValueError)
 
 
 def safe_torch_load(path, map_location=None):
@@ -111,15 +123,15 @@ def safe_torch_load(path, map_location=None):
     """
     with checkpoint_safe_globals():
         try:
-            return torch.load(path, map_location=map_location,
-                              weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise _refusal(str(path), error) from None
-        except RuntimeError as error:
-            clearer = _unreadable(path, error)
-            if clearer is error:
+            checkpoint = torch.load(path, map_location=map_location,
+                                    weights_only=True)
+        except _LOAD_ERRORS as error:
+            translated = _translate(path, error)
+            if translated is error:
                 raise
-            raise clearer from None
+            raise translated from None
+    _note(path, checkpoint)
+    return checkpoint
 
 
 def _safe_loader(loader: Callable) -> Callable:
@@ -131,16 +143,14 @@ def _safe_loader(loader: Callable) -> Callable:
     def wrapped(filename, *args, **kwargs):
         with checkpoint_safe_globals():
             try:
-                return loader(filename, *args, **kwargs)
-            except pickle.UnpicklingError as error:
-                if isinstance(error, UnsafeCheckpointError):
+                checkpoint = loader(filename, *args, **kwargs)
+            except _LOAD_ERRORS as error:
+                translated = _translate(filename, error)
+                if translated is error:
                     raise
-                raise _refusal(str(filename), error) from None
-            except RuntimeError as error:
-                clearer = _unreadable(filename, error)
-                if clearer is error:
-                    raise
-                raise clearer from None
+                raise translated from None
+        _note(filename, checkpoint)
+        return checkpoint
 
     wrapped._mmvlp_safe = True
     return wrapped

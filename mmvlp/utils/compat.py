@@ -6,6 +6,7 @@ that shows it.
 """
 from .checkpoint_files import (install_atomic_checkpoint_saving,
                                install_resumable_checkpoint_search)
+from .checkpoint_loading import install_checked_loading
 from .checkpoint_safety import (install_safe_checkpoint_loading,
                                 patch_history_buffer_pickling)
 from .numpy_compat import patch_mmpretrain_retrieval_in1d
@@ -21,6 +22,7 @@ def apply_compat_patches() -> None:
         return
     patch_history_buffer_pickling()
     install_safe_checkpoint_loading()
+    install_checked_loading()
     install_atomic_checkpoint_saving()
     install_resumable_checkpoint_search()
     apply_strategy_patches()

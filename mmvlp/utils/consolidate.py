@@ -103,10 +103,17 @@ def consolidate_file(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
     """
     from mmvlp.models.backbones.beit3_checkpoint import extract_state_dict
     from .checkpoint_safety import safe_torch_load
+    from .checkpoint_inspect import CheckpointFileError, summarize_checkpoint
     checkpoint = safe_torch_load(path, map_location='cpu')
     meta = dict(checkpoint.get('meta') or {}) if isinstance(
         checkpoint, dict) else {}
-    return _fp32(extract_state_dict(checkpoint)), meta
+    try:
+        return _fp32(extract_state_dict(checkpoint)), meta
+    except ValueError as error:
+        summary = summarize_checkpoint(checkpoint, path)
+        raise CheckpointFileError(
+            f'{path} has no weights to consolidate ({error}); it holds '
+            f'{summary.describe()}.') from None
 
 
 def consolidate_fsdp_sharded(
@@ -182,9 +189,8 @@ def save_consolidated(state_dict: Dict[str, torch.Tensor], out: str,
             and isinstance(v, (int, float, str))}
     kept.update(consolidated_from=osp.abspath(source),
                 time=time.strftime('%Y%m%d_%H%M%S', time.localtime()))
-    out_dir = osp.dirname(osp.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    torch.save(dict(meta=kept, state_dict=state_dict), out)
+    from .checkpoint_files import atomic_torch_save
+    atomic_torch_save(dict(meta=kept, state_dict=state_dict), out)
     total = sum(v.numel() for v in state_dict.values())
     print_log(f'Saved {len(state_dict)} tensors ({total / 1e6:.2f} M '
               f'values, fp32) from {source} to {out}.', logger='current')

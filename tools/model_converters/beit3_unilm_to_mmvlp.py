@@ -19,7 +19,11 @@ converter prints the model config that fits the file. Official files load
 without conversion too (``load_from``, ``tools/test.py CONFIG FILE``,
 ``init_cfg``); see docs/model_zoo.md.
 
-DST holds ``state_dict`` and, in ``meta``, the task and that config.
+DST holds ``state_dict`` and, in ``meta``, the task and that config. It
+is written only when the conversion succeeds, and atomically; a SRC that is
+not an official BEiT-3 file (not a checkpoint, an mmvlp or VQ-KD file, ...)
+and, with ``--config``, weights that leave the model's backbone empty give
+one ``error:`` line naming what SRC is and the fix (docs/reliability.md).
 """
 import argparse
 import os.path as osp
@@ -28,11 +32,15 @@ import sys
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.utils import mkdir_or_exist
 
 from mmvlp.models.converters import (OFFICIAL_TASKS, map_official_beit3,
                                      unwrap_checkpoint)
-from mmvlp.utils import UnsafeCheckpointError, safe_torch_load
+from mmvlp.utils import (CheckpointError, CheckpointFileError,
+                         CheckpointFitError, add_load_arguments,
+                         allow_partial_loading, check_checkpoint_file,
+                         compare_state_dict, exit_on_load_error,
+                         safe_torch_load, summarize_checkpoint)
+from mmvlp.utils.checkpoint_files import atomic_torch_save
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default='',
         help='with --task backbone: prefix for the keys, e.g. "backbone." '
         'to load the file into a whole classifier/detector with load_from')
+    add_load_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -81,34 +90,60 @@ def build_meta_model(config: str, options: dict = None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not osp.isfile(args.src):
-        print(f'error: {args.src} does not exist', file=sys.stderr)
-        return 1
     try:
-        weights = unwrap_checkpoint(safe_torch_load(args.src, 'cpu'))
-        model = None
-        if args.config:
-            model = build_meta_model(args.config, args.cfg_options)
-        task = None if args.task == 'auto' else args.task
+        with exit_on_load_error(args.debug):
+            return _convert(args)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def read_official(src: str) -> dict:
+    """The weights of an official BEiT-3 file; other files raise
+    :class:`~mmvlp.utils.CheckpointFileError` naming what they are."""
+    check_checkpoint_file(src, 'source')
+    raw = safe_torch_load(src, 'cpu')
+    summary = summarize_checkpoint(raw, src)
+    if summary.kind != 'official-beit3':
+        raise CheckpointFileError(
+            f'{src} is not an official BEiT-3 checkpoint (those hold e.g. '
+            'beit3.vision_embed.proj.weight, beit3.encoder.embed_positions.'
+            'A.weight and beit3.encoder.layers.{i}.* under "model"): it '
+            f'holds {summary.describe()}. Its use: {summary.use}.')
+    return unwrap_checkpoint(raw)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    weights = read_official(args.src)
+    model = None
+    if args.config:
+        model = build_meta_model(args.config, args.cfg_options)
+    task = None if args.task == 'auto' else args.task
+    try:
         mapping = map_official_beit3(weights, task=task, model=model,
                                      num_heads=args.num_heads)
-        if args.layout and args.layout != mapping.backbone.layout:
-            raise ValueError(
-                f'The checkpoint has {mapping.backbone.layout} attention but '
-                f'layout={args.layout!r} was requested; use --layout '
-                f'{mapping.backbone.layout} (released BEiT-3 checkpoints are '
-                'decoupled).')
-    except (ValueError, UnsafeCheckpointError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    except ValueError as error:  # several heads, another size, ...
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointFitError(str(error)) from error
+    if args.layout and args.layout != mapping.backbone.layout:
+        raise CheckpointFileError(
+            f'The checkpoint has {mapping.backbone.layout} attention but '
+            f'layout={args.layout!r} was requested; use --layout '
+            f'{mapping.backbone.layout} (released BEiT-3 checkpoints are '
+            'decoupled).')
+    if model is not None:  # what would load into the config's model
+        with allow_partial_loading(args.allow_partial):
+            report = compare_state_dict(model, mapping.state_dict, 'train',
+                                        source=args.src)
+            report.hints = mapping.problems()
+            report.check()
     prefix = args.prefix if mapping.task == 'backbone' else ''
     state_dict = {prefix + k: v for k, v in mapping.state_dict.items()}
     model_cfg = mapping.model_cfg()
     meta = dict(converted_from='unilm-beit3', source=osp.basename(args.src),
                 task=mapping.task, file_task=mapping.file_task,
                 model_cfg=model_cfg, notes=mapping.notes)
-    mkdir_or_exist(osp.dirname(osp.abspath(args.dst)))
-    torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
+    atomic_torch_save(dict(state_dict=state_dict, meta=meta), args.dst)
     print(mapping.summary())
     for problem in mapping.problems():
         print(f'warning: {problem}')

@@ -20,14 +20,16 @@ import os
 from mmengine.config import Config, DictAction
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import exit_after_launch, finish_launch, setup_launch
+from mmvlp.utils import (add_load_arguments, check_checkpoint_file,
+                         exit_after_launch, exit_on_load_error, finish_launch,
+                         setup_launch)
 from mmvlp.utils.consolidate import (checkpoint_kind, consolidate_deepspeed,
                                      consolidate_file,
                                      consolidate_fsdp_sharded,
                                      save_consolidated)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Consolidate a DeepSpeed / FSDP / DDP checkpoint into '
         'one mmengine .pth with fp32 weights')
@@ -42,11 +44,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'],
                         default=None, help='job launcher (default: pytorch '
                         'under torchrun, else none)')
-    return parser.parse_args()
+    add_load_arguments(parser)
+    return parser.parse_args(argv)
 
 
-def main() -> bool:
-    args = parse_args()
+def main(argv=None) -> bool:
+    args = parse_args(argv)
+    with exit_on_load_error(args.debug):
+        return _consolidate(args)
+
+
+def _consolidate(args: argparse.Namespace) -> bool:
+    # Not a checkpoint: one line, and OUT is not written (it is written
+    # atomically once the weights are gathered).
+    check_checkpoint_file(args.checkpoint, allow_dirs=True)
     kind = checkpoint_kind(args.checkpoint)
     if kind == 'deepspeed':
         state, meta = consolidate_deepspeed(args.checkpoint)

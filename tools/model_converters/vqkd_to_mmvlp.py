@@ -8,35 +8,48 @@ weights under ``model``) or an mmpretrain 1.2.0 ``VQKD`` state dict / BEiT v2
 checkpoint (``target_generator.`` keys); the format is detected. DST holds
 ``state_dict`` and, in ``meta``, a matching ``VQKD`` config. The attention
 head count is not stored in weights; 64-channel heads are assumed (true for
-the released ViT-B tokenizers).
+the released ViT-B tokenizers). A SRC that is not a VQ-KD checkpoint gives
+one ``error:`` line naming what it is; DST is written only on success, and
+atomically.
 """
 import argparse
 import os.path as osp
 import sys
 
-import torch
-from mmengine.utils import mkdir_or_exist
-
 from mmvlp.models.converters import convert_vqkd, unwrap_checkpoint
-from mmvlp.utils import UnsafeCheckpointError, safe_torch_load
+from mmvlp.utils import (CheckpointError, CheckpointFileError,
+                         add_load_arguments, check_checkpoint_file,
+                         exit_on_load_error, safe_torch_load,
+                         summarize_checkpoint)
+from mmvlp.utils.checkpoint_files import atomic_torch_save
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='unilm BEiT v2 or mmpretrain VQKD .pth')
     parser.add_argument('dst', help='output .pth')
+    add_load_arguments(parser, partial=False)
     args = parser.parse_args(argv)
-    if not osp.isfile(args.src):
-        print(f'error: {args.src} does not exist', file=sys.stderr)
-        return 1
     try:
-        weights = unwrap_checkpoint(safe_torch_load(args.src, 'cpu'))
-        state_dict, info = convert_vqkd(weights)
-    except (ValueError, UnsafeCheckpointError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    mkdir_or_exist(osp.dirname(osp.abspath(args.dst)))
-    torch.save(
+        with exit_on_load_error(args.debug):
+            return _convert(args)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def _convert(args: argparse.Namespace) -> int:
+    check_checkpoint_file(args.src, 'source')
+    raw = safe_torch_load(args.src, 'cpu')
+    summary = summarize_checkpoint(raw, args.src)
+    try:
+        state_dict, info = convert_vqkd(unwrap_checkpoint(raw))
+    except ValueError as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointFileError(
+            f'{args.src}: {error}\n  The file holds {summary.describe()}. '
+            f'Its use: {summary.use}.') from error
+    atomic_torch_save(
         dict(state_dict=state_dict,
              meta=dict(converted_from=f'{info.source}-vqkd',
                        source=osp.basename(args.src),

@@ -1,12 +1,10 @@
 """BEiT-3 masked data modeling on images, texts and image-text pairs."""
 import logging
-import os.path as osp
 from typing import Dict, Optional
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
-from mmengine.runner import load_checkpoint
 
 from mmvlp.registry import MODELS, build_scoped
 from ..heads import MaskedTokenHead
@@ -45,6 +43,11 @@ class BEiT3Pretrain(BaseModel):
             without the tokenizer's ``init_cfg``) the tokenizer stays random
             and a warning says that the targets are random (smoke tests of
             a recipe: ``--cfg-options model.tokenizer_checkpoint=None``).
+            Its encoder and codebook must load (else
+            :class:`~mmvlp.utils.CheckpointError` with what the file holds
+            and the fix).
+        tokenizer_strict (bool, optional): None: that check; True: every
+            key of the tokenizer; False: load what fits (logged).
         visual_vocab_size (int, optional): Size of the visual vocabulary when
             targets are precomputed (must equal the tokenizer's if both).
         compile_tokenizer (bool): Run the frozen tokenizer's encoder with
@@ -56,11 +59,16 @@ class BEiT3Pretrain(BaseModel):
         data_preprocessor (dict, optional): Batch preparation.
         init_cfg (dict, optional): mmengine init config.
     """
+    #: What a checkpoint must give (see mmvlp.utils.checkpoint_fit).
+    essential_parts = {'backbone.': 'the BEiT-3 backbone'}
+    head_parts = {'mim_head.': 'the visual token head',
+                  'mlm_head.': 'the text token head'}
 
     def __init__(self,
                  backbone: dict,
                  tokenizer: Optional[dict] = None,
                  tokenizer_checkpoint: Optional[str] = None,
+                 tokenizer_strict: Optional[bool] = None,
                  visual_vocab_size: Optional[int] = None,
                  compile_tokenizer: bool = False,
                  loss_weights: Dict[str, float] = dict(
@@ -87,14 +95,12 @@ class BEiT3Pretrain(BaseModel):
                     '(or converted BEiT v2) tokenizer.',
                     logger='current', level=logging.WARNING)
             if tokenizer_checkpoint is not None:
-                if not osp.isfile(tokenizer_checkpoint):
-                    raise FileNotFoundError(
-                        f'tokenizer_checkpoint {tokenizer_checkpoint} does '
-                        'not exist; train the tokenizer first (see the '
-                        'config) or point to its checkpoint.')
-                load_checkpoint(self.tokenizer, tokenizer_checkpoint,
-                                map_location='cpu', strict=True,
-                                logger='current')
+                from mmvlp.utils import load_model_weights
+                # The encoder and codebook must load; a decoder may be
+                # absent (docs/reliability.md).
+                load_model_weights(self.tokenizer, tokenizer_checkpoint,
+                                   purpose='encode', strict=tokenizer_strict,
+                                   what='tokenizer_checkpoint')
             self.tokenizer.requires_grad_(False)
             self.tokenizer.eval()
             self.tokenizer.compile_encode(compile_tokenizer)

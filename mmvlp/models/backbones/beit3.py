@@ -126,9 +126,14 @@ class BEiT3(BaseModule):
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``;
             loaded by :func:`~mmvlp.models.backbones.beit3_checkpoint.
             load_pretrained_beit3` (mmvlp pretraining, converted or official
-            BEiT-3, DeepSpeed / FSDP checkpoints; ``strict=True`` raises on
-            key mismatches).
+            BEiT-3, DeepSpeed / FSDP checkpoints) with the fit check of
+            :mod:`mmvlp.utils.checkpoint_fit`: the patch embedding and the
+            layers must load at the model's depth and shapes (``strict=
+            True``: every key; ``strict=False``: what fits, logged).
     """
+    #: Parts a checkpoint must give (see mmvlp.utils.checkpoint_fit).
+    essential_parts = {'patch_embed.': 'the patch embedding',
+                       'layers.': 'the transformer layers'}
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',

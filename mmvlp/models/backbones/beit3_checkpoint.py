@@ -21,9 +21,7 @@ The pure functions here (:func:`extract_state_dict`,
 :func:`select_backbone_keys`, :func:`is_text_only_key`) are what the loader is
 made of and are tested on synthesized dicts.
 """
-import logging
 import os.path as osp
-import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -213,26 +211,8 @@ def select_backbone_keys(
 
 def _compact(keys: Iterable[str], limit: int = 12) -> str:
     """``layers.{0..11}.x`` style summary of key names."""
-    groups: Dict[str, List[int]] = {}
-    for key in sorted(keys):
-        match = re.match(r'^(.*?layers\.)(\d+)(\..*)$', key)
-        if match:
-            pattern = match.group(1) + '{}' + match.group(3)
-            groups.setdefault(pattern, []).append(int(match.group(2)))
-        else:
-            groups.setdefault(key, [])
-    parts = []
-    for pattern, indices in groups.items():
-        if indices:
-            idx = sorted(set(indices))
-            span = (f'{idx[0]}..{idx[-1]}' if len(idx) > 1 and
-                    idx == list(range(idx[0], idx[-1] + 1)) else
-                    ','.join(map(str, idx)))
-            parts.append(pattern.format('{' + span + '}'))
-        else:
-            parts.append(pattern)
-    more = f' (+{len(parts) - limit} more)' if len(parts) > limit else ''
-    return ', '.join(parts[:limit]) + more
+    from mmvlp.utils.checkpoint_inspect import compact_keys
+    return compact_keys(keys, limit)
 
 
 def _resolve_path(checkpoint: str) -> str:
@@ -241,7 +221,8 @@ def _resolve_path(checkpoint: str) -> str:
         candidate = osp.join(checkpoint, DEEPSPEED_MODEL_FILE)
         if osp.isfile(candidate):
             return candidate
-        raise ValueError(
+        from mmvlp.utils.checkpoint_inspect import CheckpointFileError
+        raise CheckpointFileError(
             f'{checkpoint} is a directory without {DEEPSPEED_MODEL_FILE}; '
             'point init_cfg.checkpoint to a checkpoint file (a DeepSpeed '
             'ZeRO-3 directory needs `python zero_to_fp32.py DIR OUT.pth` '
@@ -253,39 +234,59 @@ def load_pretrained_beit3(model: nn.Module,
                           checkpoint: str,
                           prefix: Optional[str] = None,
                           map_location: str = 'cpu',
-                          strict: bool = False) -> Tuple[List[str], List[str]]:
+                          strict: Optional[bool] = None
+                          ) -> Tuple[List[str], List[str]]:
     """Load a checkpoint's backbone weights into ``model`` (a ``BEiT3``).
 
     The vision position table is resampled to the model's image size and a
     vision-only model drops the text parts, each with one log line (see
     ``BEiT3._load_from_state_dict``). A final norm in the checkpoint that the
-    model does not have (``final_norm=False``) is ignored with a note.
+    model does not have (``final_norm=False``) is ignored with a note. What
+    loaded is checked as every mmvlp load is
+    (:mod:`mmvlp.utils.checkpoint_fit`, purpose ``'init'``): the patch
+    embedding and the layers must load, the file must have the model's
+    depth and shapes; the rest may start fresh (one log line).
 
     Args:
         model (BEiT3): The backbone.
         checkpoint (str): File (or DeepSpeed checkpoint directory / URL).
         prefix (str, optional): The backbone's prefix in the checkpoint.
         map_location (str): As :func:`torch.load`. Defaults to ``'cpu'``.
-        strict (bool): Raise on missing or unexpected keys instead of
-            warning. Defaults to False.
+        strict (bool, optional): None (default): the fit check; True: every
+            key must match; False: load what fits (logged).
 
     Returns:
         tuple[list[str], list[str]]: Missing and unexpected keys (beyond the
         dropped text parts and an ignored final norm).
 
     Raises:
-        ValueError: No backbone weights, wrong shapes (another arch or patch
-            size), ZeRO-3 placeholders, or (``strict``) key mismatches.
+        CheckpointFileError: Not a checkpoint file.
+        CheckpointFitError: No backbone weights, wrong shapes (another arch
+            or patch size) or depth, ZeRO-3 placeholders, or (``strict``)
+            key mismatches.
     """
     from mmengine.runner.checkpoint import _load_checkpoint
+
+    from mmvlp.utils.checkpoint_fit import (FitReport, _effective,
+                                            essential_parts, model_shapes)
+    from mmvlp.utils.checkpoint_inspect import (CheckpointFitError,
+                                                check_checkpoint_file,
+                                                summarize_checkpoint)
     if not checkpoint:
         raise ValueError(
             'init_cfg=dict(type="Pretrained") on BEiT3 has no checkpoint; '
             'set checkpoint= to a file, or init_cfg=None to train from '
             'scratch.')
     path = _resolve_path(checkpoint)
-    state = extract_state_dict(_load_checkpoint(path, map_location))
-    state, source = select_backbone_keys(state, prefix)
+    check_checkpoint_file(path, "BEiT3 init_cfg's checkpoint")
+    raw = _load_checkpoint(path, map_location)
+    file = summarize_checkpoint(raw, path)
+    try:
+        state, source = select_backbone_keys(extract_state_dict(raw), prefix)
+    except ValueError as error:
+        raise CheckpointFitError(
+            f'{error}\n  The file holds {file.describe()}.\n  Its use: '
+            f'{file.use}.') from None
     print_log(f'Load BEiT3 weights from {checkpoint}: {source}.',
               logger='current')
 
@@ -293,21 +294,30 @@ def load_pretrained_beit3(model: nn.Module,
     empty = [k for k, v in state.items() if v.numel() == 0 and k in own
              and own[k].numel() > 0]
     if empty:
-        raise ValueError(
+        raise CheckpointFitError(
             f'{checkpoint} holds empty placeholders for {_compact(empty)}: '
             'a DeepSpeed ZeRO-3 checkpoint stores its weights partitioned. '
             'Consolidate them with `python zero_to_fp32.py CHECKPOINT_DIR '
             'OUT.pth` (written into the checkpoint directory by DeepSpeed) '
             'and load OUT.pth.')
+    essential, heads = essential_parts(model)
+    keys = list(own)
+
+    def report(**kwargs) -> FitReport:
+        return FitReport('BEiT3', 'init', keys, essential=essential,
+                         heads=heads, source=str(checkpoint), file=file,
+                         strict=_effective(strict), shapes_fatal=True,
+                         shapes=model_shapes(model), **kwargs)
+
     resized = ('pos_embed_vision', 'pos_embed_text')
-    wrong = [f'{k}: {tuple(v.shape)} (model {tuple(own[k].shape)})'
+    wrong = {k: (tuple(v.shape), tuple(own[k].shape))
              for k, v in state.items()
-             if k in own and k not in resized and v.shape != own[k].shape]
+             if k in own and k not in resized and v.shape != own[k].shape}
     if wrong:
-        raise ValueError(
-            f'{checkpoint} does not fit this BEiT3 (arch / patch_size / '
-            f'layout differ?): {"; ".join(wrong[:6])}'
-            f'{" ..." if len(wrong) > 6 else ""}')
+        raise CheckpointFitError(report(
+            mismatched=wrong,
+            unexpected=[k for k in state if k not in own],
+            missing=[k for k in own if k not in state]).message())
 
     ignored = []
     if getattr(model, 'norm', True) is None:
@@ -324,15 +334,5 @@ def load_pretrained_beit3(model: nn.Module,
     result = model.load_state_dict(state, strict=False)
     missing, unexpected = list(result.missing_keys), list(
         result.unexpected_keys)
-    if missing or unexpected:
-        message = (
-            f'BEiT3 weights from {checkpoint} do not match the model:'
-            f'\n  missing in the checkpoint (keep their initialisation): '
-            f'{_compact(missing) or "none"}'
-            f'\n  unexpected (not loaded): {_compact(unexpected) or "none"}'
-            '\n  Check arch, layout (decoupled / shared, num_vl_layers), '
-            'final_norm and the prefix.')
-        if strict:
-            raise ValueError(message)
-        print_log(message, logger='current', level=logging.WARNING)
+    report(missing=missing, unexpected=unexpected).check()
     return missing, unexpected

@@ -472,6 +472,9 @@ def load_official_in_place(model: nn.Module, state_dict: dict,
                        if k in normalized})
     print_log(f'{type(model).__name__}: loading an official BEiT-3 file.\n' +
               mapping.summary(), logger='current')
+    from mmvlp.utils.checkpoint_loading import note_official_mapping
+    if note_official_mapping(model, mapping):
+        return mapping  # the fit check reports what does not load
     for problem in mapping.problems():
         print_log(f'{type(model).__name__}: {problem}', logger='current',
                   level=logging.WARNING)

@@ -66,6 +66,8 @@ class BEiT3TaskModel(OfficialCheckpointMixin, BaseModel):
             ``MultiModalDataPreprocessor`` with BEiT-3's mean/std (0.5).
         init_cfg (dict, optional): mmengine init config.
     """
+    #: What a checkpoint must give (see mmvlp.utils.checkpoint_fit).
+    essential_parts = {'backbone.': 'the BEiT-3 backbone'}
 
     def __init__(self,
                  backbone: dict,

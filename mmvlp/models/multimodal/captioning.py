@@ -84,6 +84,8 @@ class BEiT3Captioner(BEiT3TaskModel):
         data_preprocessor (dict, optional): See :class:`BEiT3TaskModel`.
         init_cfg (dict, optional): mmengine init config.
     """
+    #: What evaluation needs and fine-tuning starts fresh.
+    head_parts = {'mlm_head.': 'the word prediction head'}
 
     def __init__(self,
                  backbone: dict,

@@ -27,6 +27,8 @@ class BEiT3NLVR2(BEiT3TaskModel):
             images arrive as ``(B, 2, 3, H, W)``.
         init_cfg (dict, optional): mmengine init config.
     """
+    #: What evaluation needs and fine-tuning starts fresh.
+    head_parts = {'head.': 'the NLVR2 classifier'}
 
     def __init__(self,
                  backbone: dict,

@@ -40,6 +40,10 @@ class BEiT3Retrieval(BEiT3TaskModel):
         data_preprocessor (dict, optional): See :class:`BEiT3TaskModel`.
         init_cfg (dict, optional): mmengine init config.
     """
+    #: What evaluation needs and fine-tuning starts fresh.
+    head_parts = {'vision_head.': 'the image projection',
+                  'language_head.': 'the text projection',
+                  'logit_scale': 'the temperature'}
 
     def __init__(self,
                  backbone: dict,

@@ -33,6 +33,9 @@ class BEiT3VQA(BEiT3TaskModel):
         data_preprocessor (dict, optional): See :class:`BEiT3TaskModel`.
         init_cfg (dict, optional): mmengine init config.
     """
+    #: What evaluation needs and fine-tuning starts fresh.
+    head_parts = {'pooler.': 'the VQA pooler',
+                  'head.': 'the answer classifier'}
 
     def __init__(self,
                  backbone: dict,

@@ -29,6 +29,16 @@ class BaseVisualTokenizer(BaseModel):
             converts BGR to RGB.
         init_cfg (dict, optional): mmengine init config.
     """
+    #: What a checkpoint must give (see mmvlp.utils.checkpoint_fit).
+    # (parts a tokenizer lacks are left out; the others -- decoder,
+    # pixel head, text tower -- are heads: needed to evaluate, not to
+    # encode).
+    essential_parts = {'encoder.': 'the image encoder',
+                       'quant_embed.': 'the quantizer input projection',
+                       'encode_task_layer.': 'the code projection',
+                       'quantizer.': 'the quantizer (codebook)'}
+    #: Loads through init_cfg must give what encoding needs.
+    pretrained_purpose = 'encode'
 
     def __init__(self,
                  mean: Sequence[float] = IMAGENET_MEAN,
