@@ -12,7 +12,7 @@ help:
 	@echo "make test     install, then run the test suite"
 	@echo "make demo     install, then the main demo: pretrain a tiny BEiT-3 on generated data (11-18 min)"
 	@echo "make test-demo  check the demo's metrics (after make demo)"
-	@echo "make test-reliability  the tests of docs/reliability.md (bad data, kills, NaN, checkpoints, configs)"
+	@echo "make test-reliability  the tests of docs/reliability.md (bad data, kills, NaN, checkpoints, loading, configs)"
 	@echo "make demo-transfer  fine-tune the demo's BEiT-3 and a scratch one on generated cls/det/seg (~8 min, after make demo)"
 	@echo "make demo-transfer-smoke  the same, 2 iterations per run (CI)"
 	@echo "make demo-backbone  build a BEiT-3 from a config and print output shapes"
@@ -52,7 +52,8 @@ RELIABILITY_TESTS := tests/test_fault_injection.py tests/test_bad_data.py \
 	tests/test_webdataset_shards.py tests/test_interruption.py \
 	tests/test_nonfinite.py tests/test_checkpoint_files.py \
 	tests/test_checkpoint_safety.py tests/test_converter.py \
-	tests/test_config_check.py
+	tests/test_config_check.py tests/test_checkpoint_fit.py \
+	tests/test_pretrained_loading.py
 test-reliability: install
 	$(PY) -m pytest $(RELIABILITY_TESTS)
 

@@ -200,6 +200,12 @@ def env(tmp_path_factory):
         'vqav2', num_classes=num_answers, **dict(
             official, arch=dict(DEMO_ARCH, embed_dims=96)))),
         files['official_other_size'])
+    # The converter's outputs of the official files.
+    converter = _tool('model_converters/beit3_unilm_to_mmvlp.py')
+    for name, source in (('converted_vqa', 'official_vqa'),
+                         ('converted_backbone', 'official_pretrained')):
+        files[name] = root / f'{name}.pth'
+        assert converter.main([str(files[source]), str(files[name])]) == 0
     return dict(root=root, data=data, options=options, files=files,
                 answers=answers, text_model=text_model,
                 images=str(root / 'pre' / 'images'))
@@ -208,7 +214,7 @@ def env(tmp_path_factory):
 def _official(kind):
     """Official VQA files carry no final norm (final_norm=False)."""
     return ['model.backbone.final_norm=False'] if kind.startswith(
-        'official') else []
+        ('official', 'converted')) else []
 
 
 def _no_metrics(work_dir):
@@ -243,6 +249,9 @@ TEST_TOOL = [(k, 1, words) for k, words in NOT_CHECKPOINTS.items()] + [
                                 'backbone', 'has no vqav2 head')),
     ('official_other_size', 1, ('official', 'does not fit this BEiT3VQA',
                                 'beit3_unilm_to_mmvlp.py')),
+    ('converted_backbone', 1, ("lack this model's 'backbone.' prefix",
+                               'converted from unilm-beit3 (backbone)')),
+    ('converted_vqa', 0, ('VQA/acc', 'loaded 145/145 tensors')),
     ('vqa', 0, ('VQA/acc', 'loaded 149/149 tensors')),
     # (official VQA models have no final norm: 4 tensors fewer)
     ('official_vqa', 0, ('VQA/acc', 'loaded 145/145 tensors')),

@@ -143,6 +143,7 @@ def checked_loading(model: nn.Module, purpose: str,
         source (str, optional): The file, for messages.
     """
     guard = _Guard(model, purpose, strict, source)
+    _LAST_FILE[0] = None  # (a file loaded before the block is not this one)
     _GUARDS.append(guard)
     try:
         yield guard
