@@ -7,6 +7,7 @@ import torch
 from mmengine.model import BaseModel
 
 from mmvlp.registry import MODELS, build_scoped
+from ..backbones.beit3_reach import freeze_unused
 
 #: BEiT-3 normalises images with mean = std = 0.5 (timm's Inception
 #: constants), here in 0-255 pixels.
@@ -52,12 +53,22 @@ class BEiT3TaskModel(BaseModel):
     and mmengine's ``forward(inputs, data_samples, mode)`` contract with
     mmpretrain's ``MultiModalDataPreprocessor`` (which gives ``images``).
 
+    Subclasses name the kinds of sequences they encode in
+    ``backbone_sequences`` (``'image'``, ``'text'``, ``'pair'``); the
+    backbone parameters those never run (the mask token, experts of other
+    sequence kinds; see :mod:`mmvlp.models.backbones.beit3_reach`) are
+    frozen at construction and listed in ``frozen_unused``: they would get
+    no gradient, which ``DistributedDataParallel`` rejects.
+
     Args:
         backbone (dict): A ``BEiT3`` config.
         data_preprocessor (dict, optional): Defaults to mmpretrain's
             ``MultiModalDataPreprocessor`` with BEiT-3's mean/std (0.5).
         init_cfg (dict, optional): mmengine init config.
     """
+
+    #: The kinds of sequences the task encodes.
+    backbone_sequences: Tuple[str, ...] = ()
 
     def __init__(self,
                  backbone: dict,
@@ -74,6 +85,9 @@ class BEiT3TaskModel(BaseModel):
             raise ValueError(f'{type(self).__name__} needs the text parts of '
                              'BEiT3; build the backbone with '
                              'vision_only=False.')
+        self.frozen_unused = freeze_unused(
+            self.backbone, self.backbone_sequences) \
+            if self.backbone_sequences else []
 
     @property
     def device(self) -> torch.device:

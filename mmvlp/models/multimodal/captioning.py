@@ -69,6 +69,9 @@ class BEiT3Captioner(BEiT3TaskModel):
         init_cfg (dict, optional): mmengine init config.
     """
 
+    # Image+caption sequences.
+    backbone_sequences = ('pair', )
+
     def __init__(self,
                  backbone: dict,
                  tokenizer: Optional[dict] = None,

@@ -28,6 +28,9 @@ class BEiT3NLVR2(BEiT3TaskModel):
         init_cfg (dict, optional): mmengine init config.
     """
 
+    # Image+statement sequences.
+    backbone_sequences = ('pair', )
+
     def __init__(self,
                  backbone: dict,
                  num_classes: int = 2,

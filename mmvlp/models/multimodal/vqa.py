@@ -34,6 +34,9 @@ class BEiT3VQA(BEiT3TaskModel):
         init_cfg (dict, optional): mmengine init config.
     """
 
+    # Image+question sequences.
+    backbone_sequences = ('pair', )
+
     def __init__(self,
                  backbone: dict,
                  answers: Union[str, Sequence[str]],
