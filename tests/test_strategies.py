@@ -243,6 +243,26 @@ def test_fp32_strategies_agree_with_ddp(runs):
                f'{strategy} bf16 vs DDP fp32')
 
 
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_zero3_partitions_every_parameter(runs, precision):
+    """With ``stage3_param_persistence_threshold=0`` no parameter stays
+    whole: each rank keeps about half of every one between steps (with the
+    default threshold of 1e5 elements every parameter of this tiny model
+    would stay whole, and ZeRO-3 would not be tested)."""
+    for kind in ('2p', '2p_resume'):
+        record = runs['records'][_name('zero3', precision, kind)]
+        partition = record['zero3_partition']
+        assert partition['parameters'] > 50
+        assert partition['persistent'] == 0
+        assert partition['partitioned'] == partition['parameters']
+        # Each rank's partitions are half of all elements (padded up to a
+        # multiple of the world size per parameter).
+        assert partition['elements'] / 2 <= partition['local_elements'] \
+            <= partition['elements'] / 2 + partition['parameters']
+    assert runs['records'][_name('ddp', 'fp32', '2p')]['zero3_partition'] \
+        == {}
+
+
 @pytest.mark.parametrize('strategy,precision',
                          MATRIX + [('fsdp_sharded', 'fp32')])
 def test_resume_continues_identically(runs, strategy, precision):

@@ -107,6 +107,7 @@ class StrategyRecordHook(Hook):
 
     def before_train(self, runner) -> None:
         model = unwrap(runner.model)
+        self.partition = zero3_partition(model)
         for name, module in model.named_modules():
             if (type(module).__name__ == 'MultiwayTransformerLayer'
                     and 'backbone' in name):
@@ -144,8 +145,26 @@ class StrategyRecordHook(Hook):
         if runner.rank != 0:
             return
         with open(osp.join(runner.work_dir, 'record.json'), 'w') as file:
-            json.dump(dict(steps=self.steps,
-                           world_size=runner.world_size), file)
+            json.dump(dict(steps=self.steps, world_size=runner.world_size,
+                           zero3_partition=self.partition), file)
+
+
+def zero3_partition(model) -> dict:
+    """How DeepSpeed ZeRO-3 holds the parameters between steps: how many
+    stay whole on every rank (``ds_persist``), how many are partitioned
+    (the module's tensor is empty, this rank keeps ``ds_tensor``) and the
+    elements this rank keeps of each partitioned one; empty for other
+    strategies."""
+    params = [p for p in model.parameters() if hasattr(p, 'ds_numel')]
+    if not params:
+        return {}
+    partitioned = [p for p in params
+                   if not p.ds_persist and p.data.numel() == 0]
+    return dict(parameters=len(params),
+                persistent=sum(bool(p.ds_persist) for p in params),
+                partitioned=len(partitioned),
+                local_elements=sum(p.ds_tensor.numel() for p in partitioned),
+                elements=sum(p.ds_numel for p in partitioned))
 
 
 def speed_up_runner_setup() -> None:
@@ -191,6 +210,12 @@ def tiny_cfg(data_root: str, run: dict, out: str) -> Config:
             if run.get('precision', 'fp32') == 'fp32':
                 cfg.strategy.bf16 = dict(enabled=False)
                 cfg.strategy.inputs_to_half = None
+            if strategy == 'zero3':
+                # Every tiny parameter is below DeepSpeed's default
+                # persistence threshold (1e5 elements), which would keep
+                # them all whole on every rank: partition them all.
+                cfg.strategy.zero_optimization.update(
+                    stage3_param_persistence_threshold=0)
     set_accumulation(cfg, run.get('accumulate', 1))
     cfg.default_hooks.checkpoint.interval = run.get(
         'checkpoint_interval') or cfg.train_cfg.max_iters

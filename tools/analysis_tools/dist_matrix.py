@@ -342,11 +342,17 @@ def main() -> int:
     matrix = Matrix(work_dir, args.nproc, args.iters)
     checkpoints: Dict[str, str] = {}
     wanted = set(args.tasks)
-    # What the wanted tasks start from is trained too.
+    # What the wanted tasks start from is trained too (with --keep, a
+    # checkpoint of an earlier matrix run is used instead).
     for task in list(wanted):
         while TASKS[task].get('needs'):
             task = TASKS[task]['needs']
-            wanted.add(task)
+            kept = osp.join(work_dir, 'work_dirs', task,
+                            f'iter_{args.iters}.pth')
+            if args.keep and task not in args.tasks and osp.exists(kept):
+                checkpoints[task] = kept
+            else:
+                wanted.add(task)
     for task in (t for t in TASKS if t in wanted):
         needs = TASKS[task].get('needs')
         if needs and needs not in checkpoints:
