@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmvlp.registry import MODELS
 from .base import (QuantizerOutput, check_last_dim, counts_perplexity,
-                   straight_through)
+                   fp32_region, straight_through)
 
 
 def l2norm(x: Tensor) -> Tensor:
@@ -198,14 +198,22 @@ class NormEMAVectorQuantizer(BaseModule):
                 ``(B, N, D)``. Need not be normalised.
 
         Returns:
-            QuantizerOutput: ``quantized`` is the code of each l2-normalised
-            vector with a straight-through gradient to the normalised
-            vector; ``losses`` holds ``'commitment'`` (MSE between the
+            QuantizerOutput: ``quantized`` (fp32) is the code of each
+            l2-normalised vector with a straight-through gradient to the
+            normalised vector; ``losses`` holds ``'commitment'`` (MSE between the
             normalised input and its detached code) and ``loss`` is
             ``beta * commitment``. ``stats`` (of this rank's batch) holds
             ``'perplexity'``, ``'used_codes'`` and ``'restarted_codes'``.
         """
         check_last_dim(z, self.code_dims, 'z')
+        # The quantizer's maths (normalisation, code assignment, EMA) in
+        # fp32 with autocast off: under bf16 autocast the similarities
+        # would be rounded and pick other codes for some vectors.
+        with fp32_region(z):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: Tensor) -> QuantizerOutput:
+        """:meth:`forward` on fp32 ``z`` outside autocast."""
         z = self._normalize(z)
         flat = z.reshape(-1, self.code_dims)
         if self.training and not bool(self.initted):
