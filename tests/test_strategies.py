@@ -234,13 +234,34 @@ def test_fp32_strategies_agree_with_ddp(runs):
     ddp_weights = _consolidated(runs, _name('ddp', 'fp32', '2p'))
     for strategy in ('zero2', 'zero3', 'fsdp'):
         weights = _consolidated(runs, _name(strategy, 'fp32', '2p'))
-        for key, value in ddp_weights.items():
+        # The frozen tokenizer is kept outside DeepSpeed and FSDP (and
+        # their checkpoints); everything else is there.
+        assert not any(k.startswith('tokenizer.') for k in weights)
+        assert set(weights) == {k for k in ddp_weights
+                                if not k.startswith('tokenizer.')}
+        for key, value in weights.items():
+            value = ddp_weights[key]
             torch.testing.assert_close(weights[key], value, rtol=1e-4,
                                        atol=1e-5, msg=f'{strategy} {key}')
     # bf16 follows fp32 closely, not exactly.
     for strategy in ('zero2', 'zero3'):
         _close(_losses(records[_name(strategy, 'bf16', '2p')]), ddp, 1e-2,
                f'{strategy} bf16 vs DDP fp32')
+
+
+@pytest.mark.parametrize('strategy,precision', MATRIX)
+def test_frozen_tokenizer_stays_outside_the_wrapper(runs, strategy,
+                                                    precision):
+    """DeepSpeed and FSDP neither cast nor shard the frozen tokenizer: it
+    stays whole and fp32 on every rank, and its targets are computed under
+    autocast when DeepSpeed runs in bf16 (as under AmpOptimWrapper)."""
+    tokenizer = runs['records'][_name(strategy, precision, '2p')][
+        'tokenizer']
+    assert tokenizer['dtypes'] == ['torch.float32']
+    assert tokenizer['in_module_tree'] == (strategy == 'ddp')
+    assert tokenizer['sharded'] is False
+    assert tokenizer['target_autocast'] == (
+        'torch.bfloat16' if precision == 'bf16' else None)
 
 
 @pytest.mark.parametrize('precision', ['fp32', 'bf16'])
@@ -523,6 +544,13 @@ def test_cpu_strategy_cfg():
                                     model_wrapper=dict(use_orig_params=True))))
     cpu_strategy_cfg(cfg)
     assert cfg.strategy.model_wrapper.device_id == 'cpu'
+    # The recipes' bf16 policy is for GPUs: CPU runs keep fp32 weights.
+    base = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'strategies',
+                                    'fsdp.py'))
+    assert base.strategy.model_wrapper.mixed_precision.param_dtype == \
+        'bfloat16'
+    cpu_strategy_cfg(base)
+    assert 'mixed_precision' not in base.strategy.model_wrapper
     cfg = Config(dict(strategy=dict(type='DDPStrategy')))
     cpu_strategy_cfg(cfg)
     assert cfg.strategy.model_wrapper.device_ids is None

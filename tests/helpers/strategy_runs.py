@@ -108,6 +108,7 @@ class StrategyRecordHook(Hook):
     def before_train(self, runner) -> None:
         model = unwrap(runner.model)
         self.partition = zero3_partition(model)
+        self.tokenizer = tokenizer_placement(model)
         for name, module in model.named_modules():
             if (type(module).__name__ == 'MultiwayTransformerLayer'
                     and 'backbone' in name):
@@ -146,7 +147,25 @@ class StrategyRecordHook(Hook):
             return
         with open(osp.join(runner.work_dir, 'record.json'), 'w') as file:
             json.dump(dict(steps=self.steps, world_size=runner.world_size,
-                           zero3_partition=self.partition), file)
+                           zero3_partition=self.partition,
+                           tokenizer=self.tokenizer), file)
+
+
+def tokenizer_placement(model) -> dict:
+    """Where the frozen tokenizer of the (unwrapped) model is: its
+    parameter dtypes, whether it is still in the module tree (the wrapper
+    sees it), whether any of its parameters is sharded (ZeRO-3 attributes,
+    FSDP flat parameters) and the model's ``target_autocast``."""
+    tokenizer = model.tokenizer
+    params = list(tokenizer.parameters())
+    sharded = any(hasattr(p, 'ds_numel') or
+                  type(p).__name__ == 'FlatParameter' or
+                  hasattr(p, '_fsdp_flattened') for p in params)
+    autocast = getattr(model, 'target_autocast', None)
+    return dict(dtypes=sorted({str(p.dtype) for p in params}),
+                in_module_tree='tokenizer' in model._modules,
+                sharded=sharded,
+                target_autocast=None if autocast is None else str(autocast))
 
 
 def zero3_partition(model) -> dict:
