@@ -57,3 +57,58 @@ def test_vl_data_preprocessor_is_mmpretrains_with_non_blocking_copies():
                          for _ in range(2)], data_samples=None)
     torch.testing.assert_close(ours(batch)['images'],
                                theirs(batch)['images'])
+
+
+def test_pretraining_step_host_syncs(tmp_path):
+    """The host syncs of one BEiT-3 pretraining step (forward of the three
+    sources, backward, AdamW step with clipping, hooks), counted on the
+    CPU by the operators that need a device value on the host. Those that
+    stay are listed in docs/scaling.md with the reason."""
+    from helpers.demo_data import make_demo_with_spm
+    from mmengine.hooks import Hook
+    from test_pretrain_runner import _cfg
+
+    from mmvlp.testing.host_syncs import HostSyncCensus
+    from mmvlp.utils import build_runner, setup_launch
+    root = make_demo_with_spm(tmp_path / 'data', num_train=8, num_val=2)
+    cfg = _cfg(root, tmp_path / 'work', max_iters=2)
+    for loader in cfg.train_dataloader.values():
+        loader.batch_size = 2
+    cfg.launcher = 'none'
+    setup_launch(cfg)
+    runner = build_runner(cfg)
+    census = HostSyncCensus(packages=('/mmvlp/', '/torch/optim/',
+                                      '/mmengine/'))
+
+    class Census(Hook):
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if batch_idx == 1:
+                census.__enter__()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            if batch_idx == 1:
+                census.__exit__(None, None, None)
+
+    runner.register_hook(Census(), 'VERY_HIGH')
+    runner.train()
+    files = {}
+    for where, count in census.by_place().items():
+        name = where.rsplit(':', 1)[0]
+        files[name] = files.get(name, 0) + count
+    # CPU-only reads: input checks (device asserts on a GPU) and AdamW's
+    # step counters (CPU tensors on a GPU too).
+    files.pop('mmvlp/utils/checks.py', None)
+    optimizer = [k for k in files if k.startswith('torch/optim/')]
+    for name in optimizer:
+        files.pop(name)
+    assert files == {
+        # One nonzero per head call (MIM of images and pairs, MLM of texts
+        # and pairs): the number of masked positions.
+        'mmvlp/models/heads/masked_token.py': 4,
+        # NonFiniteLossHook: the loss before backward, the gradients
+        # before the step (all-reduced, so every rank skips together).
+        'mmvlp/engine/hooks/nonfinite.py': 2,
+        # OptimWrapper logs the gradient norm of clip_grad as a float.
+        'mmengine/optim/optimizer/optimizer_wrapper.py': 1,
+    }, files

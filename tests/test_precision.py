@@ -92,3 +92,14 @@ def test_detach_refuses_trainable_modules():
     model.tokenizer.requires_grad_(True)
     with pytest.raises(ValueError, match='trainable parameters'):
         detach_frozen_modules(model)
+
+
+def test_code_counts_without_bincount_agree():
+    """The sync-free count of the accelerator path equals bincount."""
+    from mmvlp.models.quantizers.norm_ema import count_codes
+    indices = torch.randint(0, 50, (1000, ))
+    expected = torch.bincount(indices, minlength=64)
+    assert torch.equal(count_codes(indices, 64), expected)
+    scattered = torch.zeros(64, dtype=torch.long).scatter_add_(
+        0, indices, torch.ones_like(indices))
+    assert torch.equal(scattered, expected)
