@@ -13,7 +13,8 @@ being ``{"name", "strategy" (ddp | zero1 | zero2 | zero3 | fsdp |
 fsdp_sharded), "precision" (fp32 | bf16), "batch" (per source and
 process), "accumulate", "max_iters", "checkpoint_interval", "with_cp",
 "clip" (max norm or null), "resume_from" (a checkpoint path or null),
-"consolidate" (bool, sharded FSDP only)}``.
+"consolidate" (bool, sharded FSDP only), "arch" (optional backbone arch,
+default the tiny one; benchmarks/gpu_dist_check.py uses 'base')}``.
 
 Each run writes ``OUT/NAME/record.json`` on rank 0: per iteration the loss
 averaged over the ranks, the number of forward calls of the backbone's
@@ -201,7 +202,8 @@ def tiny_cfg(data_root: str, run: dict, out: str) -> Config:
     from test_pretrain_runner import _cfg
     work_dir = osp.join(out, run['name'])
     cfg = _cfg(data_root, work_dir, max_iters=run['max_iters'])
-    cfg.model.backbone.update(arch=TINY_ARCH, drop_path_rate=0.,
+    cfg.model.backbone.update(arch=run.get('arch', TINY_ARCH),
+                              drop_path_rate=0.,
                               with_cp=run.get('with_cp', False))
     for loader in cfg.train_dataloader.values():
         loader.batch_size = run['batch']
