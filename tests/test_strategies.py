@@ -648,3 +648,30 @@ def test_strategy_configs_are_the_recipes_plus_one_strategy_file():
         assert cfg.strategy.gradient_clipping == (clip or 0.), name
         if 'giant' in name:
             assert cfg.model.backbone.with_cp, name
+
+
+def test_separate_ddp_checkpoints_load_with_their_weights(tmp_path):
+    """MMSeparateDistributedDataParallel (QLIP stage 2) wraps each trainable
+    child in DDP; the saved state dict keeps the plain names that
+    mmengine's loader looks for, so the trained weights load."""
+    from mmengine.model import MMSeparateDistributedDataParallel
+    from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.distributed.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0,
+        world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4),
+                                    torch.nn.Linear(4, 2))
+        wrapped = MMSeparateDistributedDataParallel(model)
+        state = wrapped.module.state_dict()
+        assert set(state) == {'0.weight', '0.bias', '1.weight', '1.bias'}
+        path = str(tmp_path / 'iter_1.pth')
+        save_checkpoint(dict(state_dict=state), path)
+    finally:
+        torch.distributed.destroy_process_group()
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    load_checkpoint(fresh, path, strict=True)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, state[key])

@@ -39,6 +39,10 @@ test that shows it (``tests/test_strategies.py``):
   (other MIM targets than under DDP; its 86 M parameters gathered every
   step): the modules a model names in ``frozen_modules`` are kept outside
   the wrapper, whole and fp32 on every rank (:func:`detach_frozen_modules`).
+* ``MMSeparateDistributedDataParallel`` (QLIP stage 2, two optimizers)
+  saved checkpoints whose keys its loader cannot find (``child.module.x``
+  for ``child.x``): the trained weights of a multi-process run were not
+  loaded, with a warning only. The state dict uses the plain names.
 * FSDP sharded checkpoints (``state_dict_cfg='local'``: ``rank{i}.pth``)
   pickle ``ShardedTensor`` objects, one of whose parts is reached through
   ``builtins.getattr``. Loading them (resume, consolidation) allow-lists the
@@ -453,6 +457,37 @@ def _wrap_without_frozen(original, kind: str):
     return wrap_model
 
 
+# ------------------------------------------- separately wrapped children
+def _strip_wrapped_children(module, state_dict, prefix, local_metadata):
+    """State-dict hook: ``child.module.x`` -> ``child.x`` for every child
+    that a DDP wrapper holds."""
+    from torch.nn.parallel import DistributedDataParallel
+    for name, child in module.named_children():
+        if not isinstance(child, DistributedDataParallel):
+            continue
+        old, new = f'{prefix}{name}.module.', f'{prefix}{name}.'
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[new + key[len(old):]] = state_dict.pop(key)
+    return state_dict
+
+
+def _separate_ddp_init(original):
+    """``MMSeparateDistributedDataParallel`` wraps each trainable child of
+    the model in its own DDP, so ``model.state_dict()`` (what mmengine
+    saves) names their weights ``child.module.x``, while mmengine's loader
+    unwraps wrappers and looks for ``child.x``: a checkpoint of a
+    multi-process run (QLIP stage 2) loaded with a warning and without its
+    trained weights. The model's state dict now uses the plain names."""
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.module._register_state_dict_hook(_strip_wrapped_children)
+
+    init._mmvlp_patched = True
+    return init
+
+
 # ----------------------------------------------------------------- apply
 def apply_strategy_patches() -> None:
     """Apply the fixes above once per process (idempotent)."""
@@ -461,6 +496,9 @@ def apply_strategy_patches() -> None:
         return
     from mmengine.runner import _flexible_runner
     _flexible_runner._get_batch_size = multi_source_batch_size
+    from mmengine.model import MMSeparateDistributedDataParallel as Separate
+    if not getattr(Separate.__init__, '_mmvlp_patched', False):
+        Separate.__init__ = _separate_ddp_init(Separate.__init__)
 
     try:
         from mmengine._strategy import deepspeed as mm_deepspeed

@@ -7,8 +7,8 @@ here, evaluated with one sample per batch), compare it with one process
 
 Usage:
     python tools/analysis_tools/dist_matrix.py [--work-dir DIR] [--nproc 2]
-        [--tasks vqkd bsqvit pretrain cls det seg retrieval vqa nlvr2
-         caption] [--iters 3] [--no-compare] [--keep]
+        [--tasks vqkd bsqvit qlip qlip_stage2 pretrain cls det seg
+         retrieval vqa nlvr2 caption] [--iters 3] [--no-compare] [--keep]
 
 ``make test-dist`` runs it on CPU (gloo); on a GPU host the same command
 runs NCCL with one process per GPU (``benchmarks/gpu_dist_check.py`` adds
@@ -16,7 +16,8 @@ runs NCCL with one process per GPU (``benchmarks/gpu_dist_check.py`` adds
 ``--work-dir`` (tiny data laid out as the configs expect under
 ``data/``, which is why the runs start there): the VQ-KD tokenizer is
 trained first, the pretraining uses it as its target, and the fine-tuning
-tasks start from the pretraining's checkpoint. The pretraining config has
+tasks start from the pretraining's checkpoint; QLIP stage 2 starts from the
+BSQ-ViT run (with a random VGG-16 for its perceptual loss). The pretraining config has
 no test loop (its evaluation is ``eval_demo_pretrain.py``): it is trained
 only. Exits 1 when a run fails or a metric differs; writes
 ``matrix.json`` with the metrics and seconds of each run.
@@ -71,6 +72,19 @@ TASKS: Dict[str, dict] = {
     'bsqvit': dict(config='configs/tokenizers/bsqvit_vit-tiny-p8_demo.py',
                    options=['train_dataloader.batch_size=4',
                             'custom_hooks=[]'] + _eval_options()),
+    # QLIP stage 1 (image-text alignment with a BEiT-3 text tower) and
+    # stage 2 (decoder with perceptual and adversarial losses, two
+    # optimizers, MMSeparateDistributedDataParallel) from bsqvit's weights.
+    'qlip': dict(config='configs/tokenizers/bsqvit-text_vit-tiny-p8_demo.py',
+                 options=['train_dataloader.batch_size=4',
+                          'custom_hooks=[]'] + _eval_options()),
+    'qlip_stage2': dict(
+        config='configs/tokenizers/bsqvit_vit-tiny-p8_stage2_demo.py',
+        needs='bsqvit',
+        options=['train_dataloader.batch_size=4', 'custom_hooks=[]',
+                 'model.perceptual_loss.vgg_checkpoint='
+                 'checkpoints/vgg16_random.pth',
+                 'model.disc_start_iter=1'] + _eval_options()),
     'pretrain': dict(
         config='configs/demo/beit3-tiny-p8_demo-pretrain.py', needs='vqkd',
         options=[f'train_dataloader.{source}.{key}'
@@ -141,7 +155,22 @@ def make_data(root: str) -> Dict[str, int]:
                                 seed=1))
     counts.update(make_demo_vl_dataset(osp.join(data, 'demo_vl'), 24,
                                        NUM_VAL, num_nlvr2=(16, NUM_VAL)))
+    train_sentencepiece(osp.join(data, 'demo', 'captions_train.jsonl'),
+                        osp.join(data, 'demo', 'text_spm'), vocab_size=60,
+                        field='caption')
+    _random_vgg(osp.join(root, 'checkpoints', 'vgg16_random.pth'))
     return counts
+
+
+def _random_vgg(path: str) -> None:
+    """VGG-16 features with random weights in torchvision's layout: a
+    stand-in for the weights QLIP stage 2's perceptual loss reads."""
+    import torch
+    from torchvision.models import vgg16
+    torch.manual_seed(0)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    torch.save({k: v.half() for k, v in vgg16(weights=None).state_dict(
+    ).items() if k.startswith('features.')}, path)
 
 
 def _children_cpu() -> float:
@@ -250,6 +279,8 @@ class Matrix:
         needs = spec.get('needs')
         if needs == 'vqkd':
             options.append(f'model.tokenizer_checkpoint={checkpoints[needs]}')
+        elif needs == 'bsqvit':
+            options.append(f'load_from={checkpoints[needs]}')
         elif needs == 'pretrain':
             options += _fine_tune_options(checkpoints[needs])
         if task not in ('pretrain', ):
