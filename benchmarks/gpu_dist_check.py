@@ -13,9 +13,11 @@ and writing ``WORK_DIR/gpu_dist_check.json``; exits 1 when one fails.
   autocast with fp32 weights (DDP / FSDP with AmpOptimWrapper), and as
   mmvlp runs them under DeepSpeed bf16 (kept out of the engine, autocast):
   the last two must agree exactly; the agreement with fp32 is reported;
-* ``parity``: DDP, ZeRO-1/2/3 (every parameter partitioned) and FSDP at
-  base size (``tests/helpers/strategy_runs.py``, N processes): losses per
-  step against DDP, resume from step 2, consolidated weights against DDP;
+* ``parity``: DDP, ZeRO-1/2/3 (every parameter partitioned) and FSDP, in
+  fp32 and bf16 (ZeRO: DeepSpeed bf16; FSDP: its bf16 mixed-precision
+  policy), at base size (``tests/helpers/strategy_runs.py``, N processes):
+  losses per step against DDP fp32, resume from step 2, consolidated fp32
+  weights against DDP;
 * ``mmdet``: mmcv's ops compiled with CUDA, and one Mask R-CNN iteration
   (RoIAlign, NMS) on the GPU.
 
@@ -229,7 +231,7 @@ def _parity_spec(args, data_root: str, out: str) -> dict:
                                    'fsdp'], 'base', 4
     runs = []
     for strategy in strategies:
-        for precision in (['fp32'] if args.cpu_smoke or strategy == 'fsdp'
+        for precision in (['fp32'] if args.cpu_smoke or strategy == 'ddp'
                           else ['fp32', 'bf16']):
             name = f'{strategy}_{precision}'
             base = dict(strategy=strategy, precision=precision, batch=1,

@@ -237,6 +237,9 @@ def tiny_cfg(data_root: str, run: dict, out: str) -> Config:
                 # them all whole on every rank: partition them all.
                 cfg.strategy.zero_optimization.update(
                     stage3_param_persistence_threshold=0)
+        elif run.get('precision', 'fp32') == 'fp32':
+            # FSDP: the base file's bf16 policy (CPU hosts drop it anyway).
+            cfg.strategy.model_wrapper.pop('mixed_precision', None)
     set_accumulation(cfg, run.get('accumulate', 1))
     cfg.default_hooks.checkpoint.interval = run.get(
         'checkpoint_interval') or cfg.train_cfg.max_iters
