@@ -77,7 +77,8 @@ def _free_port() -> int:
 
 # ------------------------------------------------------------------ checks
 def check_matrix(args, work: str) -> dict:
-    """dist_matrix.py with N GPUs and DETAIL debugging of DDP."""
+    """dist_matrix.py with N GPUs and DETAIL debugging of DDP (it checks
+    that every rank runs the same collectives with the same shapes)."""
     log = osp.join(work, 'matrix.log')
     with open(log, 'w') as f:
         result = subprocess.run(
@@ -86,7 +87,7 @@ def check_matrix(args, work: str) -> dict:
              '--work-dir', osp.join(work, 'matrix'),
              '--nproc', str(args.gpus)],
             cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-            env=_env(TORCH_DISTRIBUTED_DEBUG='DETAIL'))
+            env=_env(TORCH_DISTRIBUTED_DEBUG=args.debug_level))
     with open(osp.join(work, 'matrix', 'matrix.json')) as f:
         summary = json.load(f)
     return dict(ok=result.returncode == 0, log=log,
@@ -370,6 +371,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--gpus', type=int, default=2)
     parser.add_argument('--checks', nargs='+', choices=CHECKS,
                         default=None)
+    parser.add_argument('--debug-level', default='DETAIL',
+                        choices=['OFF', 'INFO', 'DETAIL'],
+                        help='TORCH_DISTRIBUTED_DEBUG of the matrix (DETAIL '
+                        'crashes gloo runs on CPU with torch 2.14.1; INFO '
+                        'names unused parameters too)')
     parser.add_argument('--cpu-smoke', action='store_true',
                         help='the parts that need no GPU, tiny, on the CPU')
     return parser.parse_args()
