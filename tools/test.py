@@ -12,6 +12,7 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
 from mmvlp.utils import (build_runner, check_config, exit_after_launch,
@@ -53,8 +54,9 @@ def main() -> bool:
     setup_launch(cfg)
     runner = build_runner(cfg)
     metrics = runner.test()
-    for name, value in metrics.items():
-        print(f'{name}: {value}')
+    if is_main_process():  # every rank has them; one prints (whole lines)
+        for name, value in metrics.items():
+            print(f'{name}: {value}', flush=True)
     return finish_launch()
 
 
