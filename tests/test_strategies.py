@@ -13,6 +13,11 @@ trainings in one process group (every launch costs seconds of imports):
   and resumed); DDP, ZeRO-2 and FSDP with gradient clipping;
 * 1 process: every strategy with batch 2 and with batch 1 x accumulation 2.
 
+ZeRO-3 runs with ``stage3_param_persistence_threshold=0`` so that every
+parameter of the tiny model is partitioned (each is below DeepSpeed's
+default threshold of 1e5 elements), and every run records where the frozen
+tokenizer is (outside DeepSpeed and FSDP, fp32).
+
 Tolerances (relative, on the loss averaged over the ranks, per optimizer
 step; measured differences were below 1e-6 for the first three):
 
