@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install test test-demo test-reliability demo demo-backbone \
+.PHONY: help install test test-demo test-reliability test-dist demo demo-backbone \
 	demo-tokenizers demo-transfer demo-transfer-smoke demo-vl demo-vl-smoke \
 	benchmarks clean-venv
 
@@ -13,6 +13,7 @@ help:
 	@echo "make demo     install, then the main demo: pretrain a tiny BEiT-3 on generated data (11-18 min)"
 	@echo "make test-demo  check the demo's metrics (after make demo)"
 	@echo "make test-reliability  the tests of docs/reliability.md (bad data, kills, NaN, checkpoints, loading, configs)"
+	@echo "make test-dist  every task's demo config trained and evaluated with 2 processes (gloo on CPU), metrics vs 1 process; CPU smoke of the GPU checks"
 	@echo "make demo-transfer  fine-tune the demo's BEiT-3 and a scratch one on generated cls/det/seg (~8 min, after make demo)"
 	@echo "make demo-transfer-smoke  the same, 2 iterations per run (CI)"
 	@echo "make demo-backbone  build a BEiT-3 from a config and print output shapes"
@@ -56,6 +57,14 @@ RELIABILITY_TESTS := tests/test_fault_injection.py tests/test_bad_data.py \
 	tests/test_pretrained_loading.py
 test-reliability: install
 	$(PY) -m pytest $(RELIABILITY_TESTS)
+
+# Every task's demo config under 2 processes: tools/dist_train.sh (3
+# iterations) and tools/dist_test.sh, metrics compared with 1 process, on
+# tiny generated data and checkpoints made on the way; then the CPU parts of
+# the first-GPU-run checks (docs/scaling.md).
+test-dist: install
+	$(PY) tools/analysis_tools/dist_matrix.py --work-dir work_dirs/dist_matrix
+	$(PY) benchmarks/gpu_dist_check.py --cpu-smoke --work-dir work_dirs/gpu_dist_check_smoke
 
 # Transfer (after `make demo`, which it runs when its outputs are missing):
 # the demo-pretrained tiny BEiT-3 and the same model from scratch, same

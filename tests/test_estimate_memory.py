@@ -86,16 +86,17 @@ def test_model_states_per_strategy():
     one = {s: sum(em.model_state_bytes(s, counts, 1).values())
            for s in em.STRATEGIES}
     # One GPU: 16 bytes per trainable parameter whatever the strategy, the
-    # frozen ones at the weights' precision (fp32 with AMP, bf16 under
-    # DeepSpeed), and the gathered layers of ZeRO-3 / FSDP.
+    # frozen ones whole in fp32 (kept outside DeepSpeed and FSDP), and the
+    # gathered layers of ZeRO-3 / FSDP.
     assert one['ddp'] == 16 * 1000 + 4 * 100
-    assert one['zero1'] == one['zero2'] == 16 * 1000 + 2 * 100
-    assert one['zero3'] == 16 * 1000 + 2 * 100 + 2 * 2 * 10
+    assert one['zero1'] == one['zero2'] == 16 * 1000 + 4 * 100
+    assert one['zero3'] == 16 * 1000 + 4 * 100 + 2 * 2 * 10
     assert one['fsdp'] == 16 * 1000 + 4 * 100 + 2 * 4 * 10
     eight = {s: em.model_state_bytes(s, counts, 8) for s in em.STRATEGIES}
     assert eight['zero1']['optimizer'] == 12 * 1000 / 8
     assert eight['zero2']['gradients'] == 2 * 1000 / 8
     assert eight['zero3']['weights'] == 2 * 1000 / 8 + 40
+    assert all(eight[s]['frozen'] == 4 * 100 for s in em.STRATEGIES)
     with pytest.raises(ValueError, match='Unknown strategy'):
         em.model_state_bytes('zero4', counts, 8)
 

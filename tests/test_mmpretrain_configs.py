@@ -49,6 +49,15 @@ def test_config_builds(path):
     assert type(model.backbone).__name__ == 'BEiT3'
     assert type(model.head).__name__ == 'BEiT3ClsHead'
     assert model.head.fc.in_features == model.backbone.embed_dims
+    if 'demo' not in path:
+        # Mixed precision, as the official recipe.
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
+    # On a CPU-only host the tools fall back to fp32 (as here).
+    from mmvlp.utils.launch import (accelerator_available,
+                                    cpu_optim_wrapper_cfg)
+    if not accelerator_available():
+        cpu_optim_wrapper_cfg(cfg)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     groups = optim_wrapper.optimizer.param_groups
     rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate

@@ -13,6 +13,11 @@ trainings in one process group (every launch costs seconds of imports):
   and resumed); DDP, ZeRO-2 and FSDP with gradient clipping;
 * 1 process: every strategy with batch 2 and with batch 1 x accumulation 2.
 
+ZeRO-3 runs with ``stage3_param_persistence_threshold=0`` so that every
+parameter of the tiny model is partitioned (each is below DeepSpeed's
+default threshold of 1e5 elements), and every run records where the frozen
+tokenizer is (outside DeepSpeed and FSDP, fp32).
+
 Tolerances (relative, on the loss averaged over the ranks, per optimizer
 step; measured differences were below 1e-6 for the first three):
 
@@ -234,13 +239,54 @@ def test_fp32_strategies_agree_with_ddp(runs):
     ddp_weights = _consolidated(runs, _name('ddp', 'fp32', '2p'))
     for strategy in ('zero2', 'zero3', 'fsdp'):
         weights = _consolidated(runs, _name(strategy, 'fp32', '2p'))
-        for key, value in ddp_weights.items():
+        # The frozen tokenizer is kept outside DeepSpeed and FSDP (and
+        # their checkpoints); everything else is there.
+        assert not any(k.startswith('tokenizer.') for k in weights)
+        assert set(weights) == {k for k in ddp_weights
+                                if not k.startswith('tokenizer.')}
+        for key, value in weights.items():
+            value = ddp_weights[key]
             torch.testing.assert_close(weights[key], value, rtol=1e-4,
                                        atol=1e-5, msg=f'{strategy} {key}')
     # bf16 follows fp32 closely, not exactly.
     for strategy in ('zero2', 'zero3'):
         _close(_losses(records[_name(strategy, 'bf16', '2p')]), ddp, 1e-2,
                f'{strategy} bf16 vs DDP fp32')
+
+
+@pytest.mark.parametrize('strategy,precision', MATRIX)
+def test_frozen_tokenizer_stays_outside_the_wrapper(runs, strategy,
+                                                    precision):
+    """DeepSpeed and FSDP neither cast nor shard the frozen tokenizer: it
+    stays whole and fp32 on every rank, and its targets are computed under
+    autocast when DeepSpeed runs in bf16 (as under AmpOptimWrapper)."""
+    tokenizer = runs['records'][_name(strategy, precision, '2p')][
+        'tokenizer']
+    assert tokenizer['dtypes'] == ['torch.float32']
+    assert tokenizer['in_module_tree'] == (strategy == 'ddp')
+    assert tokenizer['sharded'] is False
+    assert tokenizer['target_autocast'] == (
+        'torch.bfloat16' if precision == 'bf16' else None)
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_zero3_partitions_every_parameter(runs, precision):
+    """With ``stage3_param_persistence_threshold=0`` no parameter stays
+    whole: each rank keeps about half of every one between steps (with the
+    default threshold of 1e5 elements every parameter of this tiny model
+    would stay whole, and ZeRO-3 would not be tested)."""
+    for kind in ('2p', '2p_resume'):
+        record = runs['records'][_name('zero3', precision, kind)]
+        partition = record['zero3_partition']
+        assert partition['parameters'] > 50
+        assert partition['persistent'] == 0
+        assert partition['partitioned'] == partition['parameters']
+        # Each rank's partitions are half of all elements (padded up to a
+        # multiple of the world size per parameter).
+        assert partition['elements'] / 2 <= partition['local_elements'] \
+            <= partition['elements'] / 2 + partition['parameters']
+    assert runs['records'][_name('ddp', 'fp32', '2p')]['zero3_partition'] \
+        == {}
 
 
 @pytest.mark.parametrize('strategy,precision',
@@ -503,6 +549,13 @@ def test_cpu_strategy_cfg():
                                     model_wrapper=dict(use_orig_params=True))))
     cpu_strategy_cfg(cfg)
     assert cfg.strategy.model_wrapper.device_id == 'cpu'
+    # The recipes' bf16 policy is for GPUs: CPU runs keep fp32 weights.
+    base = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'strategies',
+                                    'fsdp.py'))
+    assert base.strategy.model_wrapper.mixed_precision.param_dtype == \
+        'bfloat16'
+    cpu_strategy_cfg(base)
+    assert 'mixed_precision' not in base.strategy.model_wrapper
     cfg = Config(dict(strategy=dict(type='DDPStrategy')))
     cpu_strategy_cfg(cfg)
     assert cfg.strategy.model_wrapper.device_ids is None
@@ -600,3 +653,30 @@ def test_strategy_configs_are_the_recipes_plus_one_strategy_file():
         assert cfg.strategy.gradient_clipping == (clip or 0.), name
         if 'giant' in name:
             assert cfg.model.backbone.with_cp, name
+
+
+def test_separate_ddp_checkpoints_load_with_their_weights(tmp_path):
+    """MMSeparateDistributedDataParallel (QLIP stage 2) wraps each trainable
+    child in DDP; the saved state dict keeps the plain names that
+    mmengine's loader looks for, so the trained weights load."""
+    from mmengine.model import MMSeparateDistributedDataParallel
+    from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.distributed.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0,
+        world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4),
+                                    torch.nn.Linear(4, 2))
+        wrapped = MMSeparateDistributedDataParallel(model)
+        state = wrapped.module.state_dict()
+        assert set(state) == {'0.weight', '0.bias', '1.weight', '1.bias'}
+        path = str(tmp_path / 'iter_1.pth')
+        save_checkpoint(dict(state_dict=state), path)
+    finally:
+        torch.distributed.destroy_process_group()
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    load_checkpoint(fresh, path, strict=True)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, state[key])

@@ -120,3 +120,87 @@ def test_contrastive_loss_single_process():
     assert torch.equal(gather_with_grad(images)[0], images)
     with pytest.raises(ValueError, match='pair up'):
         contrastive_loss(images, texts[:3], scale)
+
+
+# Retrieval evaluation with ranks that hold different numbers of images and
+# captions (and a padded sampler's repeated image), as on COCO's test split.
+CAPTIONS = (2, 1, 2, 1, 3)  # captions of images 0..4
+
+
+def _retrieval_model():
+    from mmvlp.models.multimodal import BEiT3Retrieval
+    torch.manual_seed(0)
+    return BEiT3Retrieval(dict(
+        type='BEiT3', arch=dict(embed_dims=16, num_layers=1, num_heads=2,
+                                feedforward_channels=32),
+        img_size=16, patch_size=8, vocab_size=16, max_text_len=8,
+        text_mask_token_id=15))
+
+
+def _retrieval_inputs(images):
+    """Features and data samples of ``images`` (indices, repeats allowed),
+    as RetrievalTestLoop hands them to predict_all."""
+    from mmpretrain.structures import DataSample
+    generator = torch.Generator().manual_seed(1)
+    image_feats = F.normalize(torch.randn(len(CAPTIONS), 8,
+                                          generator=generator), dim=-1)
+    text_feats = F.normalize(torch.randn(sum(CAPTIONS), 8,
+                                         generator=generator), dim=-1)
+    first = [sum(CAPTIONS[:i]) for i in range(len(CAPTIONS))]
+    samples, texts = [], []
+    for image in images:
+        ids = list(range(first[image], first[image] + CAPTIONS[image]))
+        samples.append(DataSample(image_id=image, gt_text_id=ids,
+                                  gt_image_id=[image] * len(ids)))
+        texts += ids
+    feats = dict(image_feat=image_feats[images], text_feat=text_feats[texts])
+    return feats, samples
+
+
+def _retrieval_metrics(images):
+    """predict_all and mmpretrain's RetrievalRecall as RetrievalTestLoop
+    runs them (collect_results cuts to the dataset sizes)."""
+    from mmengine.evaluator import Evaluator
+    from mmpretrain.evaluation import RetrievalRecall
+    model = _retrieval_model()
+    feats, samples = _retrieval_inputs(images)
+    i2t, t2i = model.predict_all(feats, samples, num_images=len(CAPTIONS),
+                                 num_texts=sum(CAPTIONS))
+    evaluator = Evaluator([RetrievalRecall(topk=(1, 2))])
+    evaluator.process(i2t, None)
+    metrics = {f'i2t/{k}': v
+               for k, v in evaluator.evaluate(len(CAPTIONS)).items()}
+    evaluator.process(t2i, None)
+    metrics.update({f't2i/{k}': v
+                    for k, v in evaluator.evaluate(sum(CAPTIONS)).items()})
+    return metrics, [s.image_id for s in i2t], [s.text_id for s in t2i]
+
+
+def _retrieval_worker(rank, world_size, port, out_dir):
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=world_size)
+    try:
+        # mmengine's DefaultSampler: rank 0 holds images 0, 2, 4 (5
+        # captions), rank 1 images 1, 3 and image 0 again (4 captions).
+        images = [0, 2, 4] if rank == 0 else [1, 3, 0]
+        torch.save(_retrieval_metrics(images),
+                   os.path.join(out_dir, f'retrieval{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_retrieval_with_uneven_captions_matches_one_process(tmp_path):
+    _run_workers(_retrieval_worker, 2, (2, free_port(), str(tmp_path)))
+    one, images, texts = _retrieval_metrics(list(range(len(CAPTIONS))))
+    assert images == list(range(5)) and texts == list(range(9))
+    rank0, images0, texts0 = torch.load(tmp_path / 'retrieval0.pt')
+    _, images1, texts1 = torch.load(tmp_path / 'retrieval1.pt')
+    # Each rank scores every second image and text of the whole set.
+    assert (images0, images1) == ([0, 2, 4], [1, 3])
+    assert (texts0, texts1) == ([0, 2, 4, 6, 8], [1, 3, 5, 7])
+    assert rank0 == one
+    assert 0 < one['i2t/retrieval/Recall@1'] < 100
+    assert 0 < one['t2i/retrieval/Recall@2'] < 100

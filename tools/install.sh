@@ -8,6 +8,13 @@
 #   MMVLP_VENV        virtualenv path                        (default: <repo>/.venv)
 #   MMVLP_WHEEL_DIR   prebuilt wheels to reuse (mmcv)        (default: ../shared/wheels if present)
 #   MMVLP_CACHE_DIR   where a wheel built here is kept       (default: ~/.cache/mmvlp)
+#   FORCE_CUDA        1/0: build mmcv's CUDA ops or not      (default: 1 on hosts with a GPU)
+#
+# mmcv wheels are kept per build, under wheels/<key>/ with the key of
+# `tools/check_env.py --mmcv-key` (torch release + cpu or CUDA version, e.g.
+# torch2.14.1-cu130): a CPU-only wheel is never installed on a GPU host and
+# the reverse; a wheel from MMVLP_WHEEL_DIR is checked the same way after
+# installing it.
 #
 # A second run on a ready machine only checks the installed versions (seconds).
 set -euo pipefail
@@ -82,13 +89,24 @@ else
             "these must come as a pair; check that pip can reach them (pip index versions torch)"
 fi
 
-# --- 3. mmcv 2.1.0 with compiled ops --------------------------------------
-mmcv_ok() { "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >>"$LOG" 2>&1; }
+# --- 3. mmcv 2.1.0 with compiled ops (CUDA ops on GPU hosts) --------------
+MMCV_KEY="$("$PY" "$REPO/tools/check_env.py" --mmcv-key 2>>"$LOG")" \
+  || fail "cannot tell which mmcv build this host needs" "see the problem above (tools/check_env.py --mmcv-key)"
+if [[ "$MMCV_KEY" == *-cpu ]]; then MMCV_CUDA=0; else MMCV_CUDA=1; fi
+mmcv_ok() {
+  "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >>"$LOG" 2>&1 \
+    && "$PY" "$REPO/tools/check_env.py" --mmcv-matches "$MMCV_KEY" >>"$LOG" 2>&1
+}
 
 build_mmcv() {
   local work
   work="$(mktemp -d)"
-  step "building mmcv $MMCV_VERSION from source (about 11 minutes on 2 cores; done once per machine)"
+  step "building mmcv $MMCV_VERSION ($MMCV_KEY) from source (about 11 minutes on 2 cores without CUDA; done once per machine and build)"
+  if [[ "$MMCV_CUDA" == 1 ]] && ! command -v nvcc >/dev/null && \
+     [[ ! -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]]; then
+    fail "mmcv's CUDA ops need nvcc (the CUDA toolkit of torch's CUDA version, $MMCV_KEY)" \
+         "install the CUDA toolkit and set CUDA_HOME, or FORCE_CUDA=0 for CPU-only ops (mmdet then fails on GPUs)"
+  fi
   quiet "${PIP[@]}" install "setuptools<70" ninja \
     || fail "could not install the mmcv build tools" "check access to PyPI"
   quiet "${PIP[@]}" download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work" \
@@ -96,10 +114,10 @@ build_mmcv() {
   tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
   # torch 2.14's headers need C++20; mmcv 2.1.0 asks for C++17.
   sed -i "s/-std=c++17/-std=c++20/g" "$work/mmcv-$MMCV_VERSION/setup.py"
-  mkdir -p "$WHEEL_CACHE"
-  (cd "$work/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" \
+  mkdir -p "$WHEEL_CACHE/$MMCV_KEY"
+  (cd "$work/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA="$MMCV_CUDA" \
      MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" wheel --no-deps --no-build-isolation . \
-     -w "$WHEEL_CACHE") >>"$LOG" 2>&1 \
+     -w "$WHEEL_CACHE/$MMCV_KEY") >>"$LOG" 2>&1 \
     || fail "building mmcv $MMCV_VERSION failed" \
             "needs gcc/g++ with C++20 and the Python headers (Debian: apt-get install build-essential python3-dev)"
   rm -rf "$work"
@@ -113,17 +131,18 @@ install_mmcv_from() {  # $1: directory with wheels
   # The file itself (replacing an mmcv without ops), then its dependencies.
   quiet "${PIP[@]}" install --no-deps --force-reinstall "$wheel" || return 1
   quiet "${PIP[@]}" install "$wheel" || return 1
-  mmcv_ok || { step "that wheel does not import with this torch; ignoring it"; return 1; }
+  mmcv_ok || { step "that wheel is not the $MMCV_KEY build (or does not import); ignoring it"; return 1; }
 }
 
 if mmcv_ok; then
-  step "mmcv $MMCV_VERSION (with ops) already installed"
+  step "mmcv $MMCV_VERSION ($MMCV_KEY ops) already installed"
 else
-  if ! { [[ -n "$WHEEL_DIR" ]] && install_mmcv_from "$WHEEL_DIR"; } && \
-     ! install_mmcv_from "$WHEEL_CACHE"; then
+  if ! { [[ -n "$WHEEL_DIR" ]] && { install_mmcv_from "$WHEEL_DIR/$MMCV_KEY" || \
+                                    install_mmcv_from "$WHEEL_DIR"; }; } && \
+     ! install_mmcv_from "$WHEEL_CACHE/$MMCV_KEY"; then
     build_mmcv
-    install_mmcv_from "$WHEEL_CACHE" || fail "the mmcv wheel built in $WHEEL_CACHE does not import" \
-      "delete $WHEEL_CACHE and run make install again; see $LOG"
+    install_mmcv_from "$WHEEL_CACHE/$MMCV_KEY" || fail "the mmcv wheel built in $WHEEL_CACHE/$MMCV_KEY does not import" \
+      "delete $WHEEL_CACHE/$MMCV_KEY and run make install again; see $LOG"
   fi
 fi
 

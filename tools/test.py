@@ -18,6 +18,7 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
 from mmvlp.utils import (add_load_arguments, build_runner,
@@ -72,8 +73,9 @@ def _test(args: argparse.Namespace) -> bool:
     runner = build_runner(cfg)
     with checked_runner_loading(runner, 'test', args.allow_partial):
         metrics = runner.test()
-    for name, value in metrics.items():
-        print(f'{name}: {value}')
+    if is_main_process():  # every rank has them; one prints (whole lines)
+        for name, value in metrics.items():
+            print(f'{name}: {value}', flush=True)
     return finish_launch()
 
 

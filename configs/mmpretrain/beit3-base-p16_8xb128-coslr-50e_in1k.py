@@ -70,8 +70,9 @@ test_pipeline = [
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(batch_size=128)
-val_dataloader = dict(batch_size=128, dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(batch_size=128, pin_memory=True)
+val_dataloader = dict(batch_size=128, pin_memory=True,
+                      dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # Optimisation: layer-wise lr decay through the Multiway backbone.
@@ -80,9 +81,12 @@ min_lr = 1e-6
 warmup_lr = 1e-6
 max_epochs = 50
 warmup_epochs = 5
+# Mixed precision as the official recipe (fp16 autocast + loss scaling
+# there, on V100s; bf16 here, which needs no loss scaling).
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
     optimizer=dict(
         type='AdamW', lr=lr, weight_decay=0.05, eps=1e-8,
         betas=(0.9, 0.999)),

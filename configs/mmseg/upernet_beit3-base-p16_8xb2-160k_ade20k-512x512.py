@@ -42,9 +42,12 @@ model = dict(
     auxiliary_head=dict(in_channels=768, num_classes=150),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
+# Mixed precision as BEiT's segmentation recipes (fp16 there; bf16 here,
+# which needs no loss scaling).
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
     constructor='mmvlp.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.9),
     optimizer=dict(
@@ -61,6 +64,6 @@ param_scheduler = [
         eta_min=0.0,
         by_epoch=False)
 ]
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
+train_dataloader = dict(batch_size=2, pin_memory=True)
+val_dataloader = dict(batch_size=1, pin_memory=True)
 test_dataloader = val_dataloader

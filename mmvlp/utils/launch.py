@@ -241,7 +241,9 @@ def cpu_strategy_cfg(cfg: Config) -> None:
 
     ``FSDPStrategy`` passes ``device_id=LOCAL_RANK`` to FSDP and
     ``DDPStrategy`` ``device_ids=[LOCAL_RANK]`` to DDP, both CUDA devices:
-    mmvlp sets ``model_wrapper.device_id='cpu'`` / ``device_ids=None``.
+    mmvlp sets ``model_wrapper.device_id='cpu'`` / ``device_ids=None``. An
+    FSDP ``mixed_precision`` policy is dropped (fp32, as AmpOptimWrapper
+    falls back to fp32 on CPU).
 
     Args:
         cfg (Config): The run's config.
@@ -256,6 +258,11 @@ def cpu_strategy_cfg(cfg: Config) -> None:
     wrapper = strategy.get('model_wrapper') or {}
     if kind == 'FSDPStrategy':
         wrapper.setdefault('type', 'MMFullyShardedDataParallel')
+        if wrapper.pop('mixed_precision', None) is not None:
+            print_log(
+                'FSDP mixed precision (bf16 gathers and compute) is for GPUs; '
+                'this host has none, so the run keeps fp32 weights.',
+                logger='current', level=logging.WARNING)
         device = wrapper.get('device_id')
         if device not in (None, 'cpu'):
             raise ValueError(

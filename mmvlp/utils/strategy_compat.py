@@ -34,6 +34,15 @@ test that shows it (``tests/test_strategies.py``):
   allow-list of :mod:`mmvlp.utils.checkpoint_safety` plus the few DeepSpeed
   types a checkpoint of a mmvlp run carries (see
   :func:`deepspeed_safe_globals`).
+* DeepSpeed casts the whole model to bf16/fp16 and ZeRO-3 and FSDP
+  partition it, the frozen visual tokenizer of BEiT-3 pretraining included
+  (other MIM targets than under DDP; its 86 M parameters gathered every
+  step): the modules a model names in ``frozen_modules`` are kept outside
+  the wrapper, whole and fp32 on every rank (:func:`detach_frozen_modules`).
+* ``MMSeparateDistributedDataParallel`` (QLIP stage 2, two optimizers)
+  saved checkpoints whose keys its loader cannot find (``child.module.x``
+  for ``child.x``): the trained weights of a multi-process run were not
+  loaded, with a warning only. The state dict uses the plain names.
 * FSDP sharded checkpoints (``state_dict_cfg='local'``: ``rank{i}.pth``)
   pickle ``ShardedTensor`` objects, one of whose parts is reached through
   ``builtins.getattr``. Loading them (resume, consolidation) allow-lists the
@@ -57,7 +66,8 @@ __all__ = [
     'apply_strategy_patches', 'deepspeed_available',
     'register_deepspeed_optimizers', 'cast_floating_inputs',
     'multi_source_batch_size', 'deepspeed_safe_globals',
-    'safe_deepspeed_load', 'fsdp_clip_grad_norm', 'fsdp_sharded_safe_globals'
+    'safe_deepspeed_load', 'fsdp_clip_grad_norm', 'fsdp_sharded_safe_globals',
+    'detach_frozen_modules'
 ]
 
 _APPLIED = False
@@ -369,6 +379,115 @@ def _fsdp_prepare(original):
     return prepare
 
 
+# ------------------------------------------------- frozen modules outside
+def detach_frozen_modules(model: torch.nn.Module,
+                          device=None) -> List[str]:
+    """Take the frozen submodules a model names in ``frozen_modules`` out of
+    its module tree, in place (BEiT-3 pretraining: the visual tokenizer).
+
+    They stay attributes of the model (its code calls them as before) but
+    no wrapper sees them: DeepSpeed does not cast them to bf16/fp16 or
+    partition them (ZeRO-3), FSDP does not flatten, shard and gather them
+    every step (86 M parameters for the base tokenizer), and neither saves
+    them (they come from their own checkpoint when the model is built).
+
+    Args:
+        model (nn.Module): The model before it is wrapped.
+        device (optional): Where to move the detached modules (the wrapper
+            moves only what it sees).
+
+    Returns:
+        list[str]: The names taken out.
+
+    Raises:
+        ValueError: A named module has trainable parameters.
+    """
+    names = []
+    for name in getattr(model, 'frozen_modules', ()):
+        module = model._modules.get(name)
+        if module is None:
+            continue
+        trainable = [n for n, p in module.named_parameters()
+                     if p.requires_grad]
+        if trainable:
+            raise ValueError(
+                f'{type(model).__name__}.{name} is listed in frozen_modules '
+                f'but has trainable parameters ({trainable[:3]}); freeze it '
+                'or remove it from frozen_modules.')
+        del model._modules[name]
+        object.__setattr__(model, name, module)
+        if device is not None:
+            module.to(device)
+        names.append(name)
+    return names
+
+
+def _strategy_half_dtype(strategy):
+    config = getattr(strategy, 'config', None) or {}
+    if (config.get('bf16') or {}).get('enabled'):
+        return torch.bfloat16
+    if (config.get('fp16') or {}).get('enabled'):
+        return torch.float16
+    return None
+
+
+def _wrap_without_frozen(original, kind: str):
+    """``_wrap_model`` of DeepSpeedStrategy / FSDPStrategy with the model's
+    frozen modules kept outside (:func:`detach_frozen_modules`); under
+    DeepSpeed half precision the model's ``target_autocast`` is set so the
+    fp32 frozen modules run under autocast, as with AmpOptimWrapper."""
+
+    @functools.wraps(original)
+    def wrap_model(self, model):
+        from mmengine.device import get_device
+        names = detach_frozen_modules(model, get_device())
+        if names:
+            half = _strategy_half_dtype(self) if kind == 'DeepSpeed' \
+                else None
+            if half is not None:
+                model.target_autocast = half
+            print_log(
+                f'{kind}: {", ".join(names)} kept outside the wrapper (frozen'
+                f'; whole on every rank, fp32'
+                f'{", autocast " + str(half) if half is not None else ""}'
+                '; not saved in checkpoints).', logger='current')
+        return original(self, model)
+
+    wrap_model._mmvlp_patched = True
+    return wrap_model
+
+
+# ------------------------------------------- separately wrapped children
+def _strip_wrapped_children(module, state_dict, prefix, local_metadata):
+    """State-dict hook: ``child.module.x`` -> ``child.x`` for every child
+    that a DDP wrapper holds."""
+    from torch.nn.parallel import DistributedDataParallel
+    for name, child in module.named_children():
+        if not isinstance(child, DistributedDataParallel):
+            continue
+        old, new = f'{prefix}{name}.module.', f'{prefix}{name}.'
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[new + key[len(old):]] = state_dict.pop(key)
+    return state_dict
+
+
+def _separate_ddp_init(original):
+    """``MMSeparateDistributedDataParallel`` wraps each trainable child of
+    the model in its own DDP, so ``model.state_dict()`` (what mmengine
+    saves) names their weights ``child.module.x``, while mmengine's loader
+    unwraps wrappers and looks for ``child.x``: a checkpoint of a
+    multi-process run (QLIP stage 2) loaded with a warning and without its
+    trained weights. The model's state dict now uses the plain names."""
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.module._register_state_dict_hook(_strip_wrapped_children)
+
+    init._mmvlp_patched = True
+    return init
+
+
 # ----------------------------------------------------------------- apply
 def apply_strategy_patches() -> None:
     """Apply the fixes above once per process (idempotent)."""
@@ -377,6 +496,9 @@ def apply_strategy_patches() -> None:
         return
     from mmengine.runner import _flexible_runner
     _flexible_runner._get_batch_size = multi_source_batch_size
+    from mmengine.model import MMSeparateDistributedDataParallel as Separate
+    if not getattr(Separate.__init__, '_mmvlp_patched', False):
+        Separate.__init__ = _separate_ddp_init(Separate.__init__)
 
     try:
         from mmengine._strategy import deepspeed as mm_deepspeed
@@ -387,6 +509,10 @@ def apply_strategy_patches() -> None:
             register_deepspeed_optimizers
         mm_deepspeed.MMDeepSpeedEngineWrapper._cast_inputs_half = \
             cast_floating_inputs
+        strategy = mm_deepspeed.DeepSpeedStrategy
+        if not getattr(strategy._wrap_model, '_mmvlp_patched', False):
+            strategy._wrap_model = _wrap_without_frozen(
+                strategy._wrap_model, 'DeepSpeed')
     if deepspeed_available():
         from deepspeed.runtime.checkpoint_engine import \
             torch_checkpoint_engine
@@ -405,6 +531,9 @@ def apply_strategy_patches() -> None:
                 FSDPStrategy._init_state_dict_cfg)
         if not getattr(FSDPStrategy.prepare, '_mmvlp_patched', False):
             FSDPStrategy.prepare = _fsdp_prepare(FSDPStrategy.prepare)
+        if not getattr(FSDPStrategy._wrap_model, '_mmvlp_patched', False):
+            FSDPStrategy._wrap_model = _wrap_without_frozen(
+                FSDPStrategy._wrap_model, 'FSDP')
         if not getattr(FSDPStrategy.load_checkpoint, '_mmvlp_patched',
                        False):
             FSDPStrategy.load_checkpoint = _fsdp_load_checkpoint(

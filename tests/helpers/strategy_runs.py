@@ -13,7 +13,8 @@ being ``{"name", "strategy" (ddp | zero1 | zero2 | zero3 | fsdp |
 fsdp_sharded), "precision" (fp32 | bf16), "batch" (per source and
 process), "accumulate", "max_iters", "checkpoint_interval", "with_cp",
 "clip" (max norm or null), "resume_from" (a checkpoint path or null),
-"consolidate" (bool, sharded FSDP only)}``.
+"consolidate" (bool, sharded FSDP only), "arch" (optional backbone arch,
+default the tiny one; benchmarks/gpu_dist_check.py uses 'base')}``.
 
 Each run writes ``OUT/NAME/record.json`` on rank 0: per iteration the loss
 averaged over the ranks, the number of forward calls of the backbone's
@@ -107,6 +108,8 @@ class StrategyRecordHook(Hook):
 
     def before_train(self, runner) -> None:
         model = unwrap(runner.model)
+        self.partition = zero3_partition(model)
+        self.tokenizer = tokenizer_placement(model)
         for name, module in model.named_modules():
             if (type(module).__name__ == 'MultiwayTransformerLayer'
                     and 'backbone' in name):
@@ -144,8 +147,44 @@ class StrategyRecordHook(Hook):
         if runner.rank != 0:
             return
         with open(osp.join(runner.work_dir, 'record.json'), 'w') as file:
-            json.dump(dict(steps=self.steps,
-                           world_size=runner.world_size), file)
+            json.dump(dict(steps=self.steps, world_size=runner.world_size,
+                           zero3_partition=self.partition,
+                           tokenizer=self.tokenizer), file)
+
+
+def tokenizer_placement(model) -> dict:
+    """Where the frozen tokenizer of the (unwrapped) model is: its
+    parameter dtypes, whether it is still in the module tree (the wrapper
+    sees it), whether any of its parameters is sharded (ZeRO-3 attributes,
+    FSDP flat parameters) and the model's ``target_autocast``."""
+    tokenizer = model.tokenizer
+    params = list(tokenizer.parameters())
+    sharded = any(hasattr(p, 'ds_numel') or
+                  type(p).__name__ == 'FlatParameter' or
+                  hasattr(p, '_fsdp_flattened') for p in params)
+    autocast = getattr(model, 'target_autocast', None)
+    return dict(dtypes=sorted({str(p.dtype) for p in params}),
+                in_module_tree='tokenizer' in model._modules,
+                sharded=sharded,
+                target_autocast=None if autocast is None else str(autocast))
+
+
+def zero3_partition(model) -> dict:
+    """How DeepSpeed ZeRO-3 holds the parameters between steps: how many
+    stay whole on every rank (``ds_persist``), how many are partitioned
+    (the module's tensor is empty, this rank keeps ``ds_tensor``) and the
+    elements this rank keeps of each partitioned one; empty for other
+    strategies."""
+    params = [p for p in model.parameters() if hasattr(p, 'ds_numel')]
+    if not params:
+        return {}
+    partitioned = [p for p in params
+                   if not p.ds_persist and p.data.numel() == 0]
+    return dict(parameters=len(params),
+                persistent=sum(bool(p.ds_persist) for p in params),
+                partitioned=len(partitioned),
+                local_elements=sum(p.ds_tensor.numel() for p in partitioned),
+                elements=sum(p.ds_numel for p in partitioned))
 
 
 def speed_up_runner_setup() -> None:
@@ -163,7 +202,8 @@ def tiny_cfg(data_root: str, run: dict, out: str) -> Config:
     from test_pretrain_runner import _cfg
     work_dir = osp.join(out, run['name'])
     cfg = _cfg(data_root, work_dir, max_iters=run['max_iters'])
-    cfg.model.backbone.update(arch=TINY_ARCH, drop_path_rate=0.,
+    cfg.model.backbone.update(arch=run.get('arch', TINY_ARCH),
+                              drop_path_rate=0.,
                               with_cp=run.get('with_cp', False))
     for loader in cfg.train_dataloader.values():
         loader.batch_size = run['batch']
@@ -191,6 +231,15 @@ def tiny_cfg(data_root: str, run: dict, out: str) -> Config:
             if run.get('precision', 'fp32') == 'fp32':
                 cfg.strategy.bf16 = dict(enabled=False)
                 cfg.strategy.inputs_to_half = None
+            if strategy == 'zero3':
+                # Every tiny parameter is below DeepSpeed's default
+                # persistence threshold (1e5 elements), which would keep
+                # them all whole on every rank: partition them all.
+                cfg.strategy.zero_optimization.update(
+                    stage3_param_persistence_threshold=0)
+        elif run.get('precision', 'fp32') == 'fp32':
+            # FSDP: the base file's bf16 policy (CPU hosts drop it anyway).
+            cfg.strategy.model_wrapper.pop('mixed_precision', None)
     set_accumulation(cfg, run.get('accumulate', 1))
     cfg.default_hooks.checkpoint.interval = run.get(
         'checkpoint_interval') or cfg.train_cfg.max_iters

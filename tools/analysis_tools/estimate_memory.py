@@ -19,12 +19,14 @@ adds up:
   strategy weights      gradients    fp32 master + moments     frozen
   ======== ============ ============ ========================= ============
   ddp      4P (fp32)    4P (fp32)    8P (moments; AMP)         4F
-  zero1    2P (bf16)    2P (bf16)    12P / N                   2F
-  zero2    2P           2P / N       12P / N                   2F
-  zero3    2P / N       2P / N       12P / N                   2F / N
-  fsdp     4P / N       4P / N       8P / N (fp32, AMP)        4F / N
+  zero1    2P (bf16)    2P (bf16)    12P / N                   4F
+  zero2    2P           2P / N       12P / N                   4F
+  zero3    2P / N       2P / N       12P / N                   4F
+  fsdp     4P / N       4P / N       8P / N (fp32, AMP)        4F
   ======== ============ ============ ========================= ============
 
+  (the frozen tokenizer stays outside DeepSpeed and FSDP, whole and fp32
+  on every GPU: mmvlp.utils.strategy_compat.detach_frozen_modules),
   plus, for ZeRO-3 and FSDP, the layer gathered to run (and one prefetched):
   ``2 x`` the largest Multiway layer at the weights' precision;
 * activations: one forward pass per source on the meta device at the
@@ -150,18 +152,18 @@ def model_state_bytes(strategy: str, counts: Dict[str, int],
                       frozen=4 * f)
     elif strategy == 'zero1':
         states = dict(weights=2 * p, gradients=2 * p, optimizer=12 * p / n,
-                      frozen=2 * f)
+                      frozen=4 * f)
     elif strategy == 'zero2':
         states = dict(weights=2 * p, gradients=2 * p / n,
-                      optimizer=12 * p / n, frozen=2 * f)
+                      optimizer=12 * p / n, frozen=4 * f)
     elif strategy == 'zero3':
         states = dict(weights=2 * p / n + 2 * 2 * layer,
                       gradients=2 * p / n, optimizer=12 * p / n,
-                      frozen=2 * f / n)
+                      frozen=4 * f)
     elif strategy == 'fsdp':
         states = dict(weights=4 * p / n + 2 * 4 * layer,
                       gradients=4 * p / n, optimizer=8 * p / n,
-                      frozen=4 * f / n)
+                      frozen=4 * f)
     else:
         raise ValueError(f'Unknown strategy {strategy!r}; choose one of '
                          f'{STRATEGIES}.')

@@ -21,6 +21,7 @@ train_dataloader = dict(
     batch_size=64,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='mmpretrain.ImageNet', data_root=data_root,
                  split='train', pipeline=train_pipeline))
@@ -28,6 +29,7 @@ val_dataloader = dict(
     batch_size=64,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='mmpretrain.ImageNet', data_root=data_root,
                  split='val', pipeline=test_pipeline))

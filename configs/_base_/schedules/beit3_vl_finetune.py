@@ -7,8 +7,11 @@
 # metric to keep the best checkpoint by (save_best).
 _base_ = ['../default_runtime.py']
 
+# Mixed precision as the official fine-tuning (fp16 autocast + loss scaling,
+# or DeepSpeed fp16, there; bf16 here, which needs no loss scaling).
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
     optimizer=dict(type='AdamW', betas=(0.9, 0.999), eps=1e-8),
     constructor='LayerDecayOptimWrapperConstructor')
 train_cfg = dict(type='EpochBasedTrainLoop', val_interval=1)

@@ -1,6 +1,8 @@
 """BEiT-3 masked data modeling on images, texts and image-text pairs."""
+import contextlib
 import logging
-from typing import Dict, Optional
+import os.path as osp
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -35,6 +37,13 @@ class BEiT3Pretrain(BaseModel):
       ``text_padding_mask`` ``(B, L)`` bool;
     * ``pair``: the union of both.
 
+    The tokenizer is named in ``frozen_modules``: under DeepSpeed and FSDP
+    mmvlp keeps it out of the engine / FSDP wrapper (whole on every rank,
+    fp32, not in checkpoints; it comes from ``tokenizer_checkpoint``), and
+    under DeepSpeed half precision ``target_autocast`` is set, so the
+    targets are computed as under ``AmpOptimWrapper`` (fp32 weights,
+    autocast) with every strategy (``mmvlp.utils.strategy_compat``).
+
     Args:
         backbone (dict): A ``BEiT3`` config.
         tokenizer (dict, optional): A frozen visual tokenizer config.
@@ -63,6 +72,13 @@ class BEiT3Pretrain(BaseModel):
     essential_parts = {'backbone.': 'the BEiT-3 backbone'}
     head_parts = {'mim_head.': 'the visual token head',
                   'mlm_head.': 'the text token head'}
+
+    #: Frozen submodules that sharding strategies keep outside their
+    #: wrappers (see the class docstring).
+    frozen_modules: Tuple[str, ...] = ('tokenizer', )
+    #: Autocast dtype of the tokenizer's forward pass; None follows the
+    #: surrounding context (AmpOptimWrapper's autocast, or none).
+    target_autocast: Optional[torch.dtype] = None
 
     def __init__(self,
                  backbone: dict,
@@ -142,7 +158,15 @@ class BEiT3Pretrain(BaseModel):
         if self.tokenizer is None:
             raise ValueError('The batch has no visual_tokens and the model '
                              'no tokenizer to compute them.')
-        return self.tokenizer.encode(batch['tokenizer_images']).flatten(1)
+        images = batch['tokenizer_images']
+        context = contextlib.nullcontext()
+        if self.target_autocast is not None:
+            context = torch.autocast(images.device.type,
+                                     dtype=self.target_autocast)
+        # Raw pixels (integers up to 255) survive a bf16/fp16 input cast
+        # exactly; the tokenizer computes from fp32 inputs.
+        with context:
+            return self.tokenizer.encode(images.float()).flatten(1)
 
     def _mim(self, hidden: torch.Tensor, batch: dict):
         mask = batch['vision_mask'].flatten(1).bool()

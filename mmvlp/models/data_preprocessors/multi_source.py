@@ -22,6 +22,9 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
         mean (Sequence[float]): Pixel mean (0-255) of the model view.
         std (Sequence[float]): Pixel std of the model view.
         bgr_to_rgb (bool): Images were loaded BGR (mmcv's default).
+        non_blocking (bool): Copy batches to the device without blocking
+            (the default; it overlaps with compute when the loaders pin
+            memory, ``pin_memory=True``, and is a plain copy otherwise).
     """
 
     RENAME = dict(img='images', tokenizer_img='tokenizer_images')
@@ -31,7 +34,7 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
                  mean: Sequence[float] = (123.675, 116.28, 103.53),
                  std: Sequence[float] = (58.395, 57.12, 57.375),
                  bgr_to_rgb: bool = True,
-                 non_blocking: Optional[bool] = False) -> None:
+                 non_blocking: Optional[bool] = True) -> None:
         super().__init__(non_blocking)
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1),
                              persistent=False)

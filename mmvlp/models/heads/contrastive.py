@@ -1,15 +1,11 @@
 """Image-text contrastive loss with negatives gathered across ranks."""
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-
-def _world() -> Tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from mmvlp.utils.dist import all_gather_rows, all_gather_sizes, dist_info
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -21,12 +17,8 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, sizes: List[int],
                 rank: int) -> torch.Tensor:
-        padded = x.new_zeros((max(sizes), ) + x.shape[1:])
-        padded[:x.shape[0]] = x
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded.contiguous())
         ctx.sizes, ctx.rank = sizes, rank
-        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+        return torch.cat(all_gather_rows(x, sizes))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -36,26 +28,28 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[start:start + ctx.sizes[ctx.rank]], None, None
 
 
-def gather_with_grad(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
+def gather_with_grad(x: torch.Tensor,
+                     sizes: Optional[List[int]] = None
+                     ) -> Tuple[torch.Tensor, int]:
     """Concatenate the rows ``x`` of every rank (in rank order), keeping
     the gradient path to this rank's rows; ranks may hold different numbers
     of rows.
 
     Args:
         x (Tensor): ``(n, ...)`` rows of this rank.
+        sizes (list[int], optional): Every rank's ``n`` when known (saves
+            gathering them, a host sync); gathered otherwise.
 
     Returns:
         tuple: The ``(N, ...)`` rows of all ranks and the offset of this
         rank's rows among them (``x`` itself and 0 without a process group
         or with one process).
     """
-    rank, world = _world()
+    rank, world = dist_info()
     if world == 1:
         return x, 0
-    size = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    sizes = [int(s) for s in sizes]
+    if sizes is None:
+        sizes = all_gather_sizes(x)
     return _GatherWithGrad.apply(x, sizes, rank), sum(sizes[:rank])
 
 
@@ -87,8 +81,10 @@ def contrastive_loss(image_embeds: torch.Tensor,
                          'up row by row.')
     all_images, all_texts, offset = image_embeds, text_embeds, 0
     if gather:
-        all_images, offset = gather_with_grad(image_embeds)
-        all_texts, _ = gather_with_grad(text_embeds)
+        # Images and texts pair up row by row: one gather of the sizes.
+        sizes = all_gather_sizes(image_embeds)
+        all_images, offset = gather_with_grad(image_embeds, sizes)
+        all_texts, _ = gather_with_grad(text_embeds, sizes)
     scale = logit_scale.exp()
     logits_per_image = scale * image_embeds @ all_texts.t()
     logits_per_text = scale * text_embeds @ all_images.t()

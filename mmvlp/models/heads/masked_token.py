@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmvlp.registry import MODELS
+from mmvlp.utils.checks import check_on_device
 
 
 @MODELS.register_module()
@@ -48,17 +49,22 @@ class MaskedTokenHead(nn.Module):
             raise ValueError(
                 f'hidden {tuple(hidden.shape)}, mask {tuple(mask.shape)} and '
                 f'targets {tuple(targets.shape)} do not line up.')
-        selected = targets[mask]
-        if selected.numel() and (selected.min() < 0 or
-                                 selected.max() >= self.vocab_size):
-            raise ValueError(
-                f'Target ids must be in [0, {self.vocab_size}); got '
-                f'[{int(selected.min())}, {int(selected.max())}]. Check '
-                'that the tokenizer vocabulary matches the head.')
-        if not selected.numel():
+        # One host sync: the number of masked positions (nonzero); the
+        # range check of the ids runs on the device.
+        index = mask.reshape(-1).nonzero().squeeze(1)
+        if not index.numel():
             zero = hidden.sum() * 0.
             return zero, zero.detach()
-        logits = self(hidden[mask])
+        selected = targets.reshape(-1)[index]
+        low, high = selected.aminmax()
+        check_on_device(
+            (low >= 0) & (high < self.vocab_size),
+            lambda: f'Target ids must be in [0, {self.vocab_size}); got '
+            f'[{int(low)}, {int(high)}]. Check that the tokenizer vocabulary '
+            'matches the head.',
+            f'Target ids must be in [0, {self.vocab_size}): check that the '
+            'tokenizer vocabulary matches the head.')
+        logits = self(hidden.reshape(-1, hidden.shape[-1])[index])
         loss = F.cross_entropy(logits.float(), selected)
         accuracy = (logits.argmax(-1) == selected).float().mean() * 100
         return loss, accuracy.detach()

@@ -7,6 +7,7 @@ import torch
 from mmengine.model import BaseModel
 
 from mmvlp.registry import MODELS, build_scoped
+from ..backbones.beit3_reach import freeze_unused
 from ..converters.unilm_beit3_tasks import OfficialCheckpointMixin
 
 #: BEiT-3 normalises images with mean = std = 0.5 (timm's Inception
@@ -59,6 +60,12 @@ class BEiT3TaskModel(OfficialCheckpointMixin, BaseModel):
     (backbone and head) and ``load_state_dict`` convert them on the way
     (:class:`~mmvlp.models.converters.unilm_beit3_tasks.
     OfficialCheckpointMixin`).
+    Subclasses name the kinds of sequences they encode in
+    ``backbone_sequences`` (``'image'``, ``'text'``, ``'pair'``); the
+    backbone parameters those never run (the mask token, experts of other
+    sequence kinds; see :mod:`mmvlp.models.backbones.beit3_reach`) are
+    frozen at construction and listed in ``frozen_unused``: they would get
+    no gradient, which ``DistributedDataParallel`` rejects.
 
     Args:
         backbone (dict): A ``BEiT3`` config.
@@ -68,6 +75,9 @@ class BEiT3TaskModel(OfficialCheckpointMixin, BaseModel):
     """
     #: What a checkpoint must give (see mmvlp.utils.checkpoint_fit).
     essential_parts = {'backbone.': 'the BEiT-3 backbone'}
+
+    #: The kinds of sequences the task encodes.
+    backbone_sequences: Tuple[str, ...] = ()
 
     def __init__(self,
                  backbone: dict,
@@ -84,6 +94,9 @@ class BEiT3TaskModel(OfficialCheckpointMixin, BaseModel):
             raise ValueError(f'{type(self).__name__} needs the text parts of '
                              'BEiT3; build the backbone with '
                              'vision_only=False.')
+        self.frozen_unused = freeze_unused(
+            self.backbone, self.backbone_sequences) \
+            if self.backbone_sequences else []
 
     @property
     def device(self) -> torch.device:

@@ -87,6 +87,9 @@ class BEiT3Captioner(BEiT3TaskModel):
     #: What evaluation needs and fine-tuning starts fresh.
     head_parts = {'mlm_head.': 'the word prediction head'}
 
+    # Image+caption sequences.
+    backbone_sequences = ('pair', )
+
     def __init__(self,
                  backbone: dict,
                  tokenizer: Optional[dict] = None,

@@ -30,6 +30,9 @@ class BEiT3NLVR2(BEiT3TaskModel):
     #: What evaluation needs and fine-tuning starts fresh.
     head_parts = {'head.': 'the NLVR2 classifier'}
 
+    # Image+statement sequences.
+    backbone_sequences = ('pair', )
+
     def __init__(self,
                  backbone: dict,
                  num_classes: int = 2,

@@ -5,10 +5,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather, get_world_size
+from mmengine.dist import all_reduce, get_rank, get_world_size
 from mmpretrain.structures import DataSample
 
 from mmvlp.registry import MODELS
+from mmvlp.utils.dist import all_gather_rows
 from ..heads import contrastive_loss
 from .base import BEiT3TaskModel
 
@@ -37,6 +38,11 @@ class BEiT3Retrieval(BEiT3TaskModel):
         embed_dims (int, optional): Width of the joint space (default: the
             backbone's).
         gather_negatives (bool): Use the pairs of all ranks as negatives.
+        max_logit_scale (float, optional): Cap of ``exp(logit_scale)`` in
+            the loss (``logit_scale`` is clamped at ``log(cap)``, with no
+            gradient above it; CLIP caps at 100). None (default) leaves it
+            free, as the official ``BEiT3ForRetrieval`` and its fine-tuning
+            engine do (they have no clamp).
         data_preprocessor (dict, optional): See :class:`BEiT3TaskModel`.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -45,13 +51,21 @@ class BEiT3Retrieval(BEiT3TaskModel):
                   'language_head.': 'the text projection',
                   'logit_scale': 'the temperature'}
 
+    # Images and texts are encoded separately.
+    backbone_sequences = ('image', 'text')
+
     def __init__(self,
                  backbone: dict,
                  embed_dims: Optional[int] = None,
                  gather_negatives: bool = True,
+                 max_logit_scale: Optional[float] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone, data_preprocessor, init_cfg)
+        if max_logit_scale is not None and max_logit_scale <= 1:
+            raise ValueError('max_logit_scale caps exp(logit_scale) and must '
+                             f'be > 1 (CLIP: 100), got {max_logit_scale}.')
+        self.max_logit_scale = max_logit_scale
         dims = self.backbone.embed_dims
         embed_dims = embed_dims or dims
         self.vision_head = nn.Linear(dims, embed_dims, bias=False)
@@ -83,10 +97,13 @@ class BEiT3Retrieval(BEiT3TaskModel):
                              'for the batch (a test_mode dataset?).')
         image_embeds = self.encode_image(images)
         text_embeds = self.encode_text(text_ids, padding)
-        loss = contrastive_loss(image_embeds, text_embeds, self.logit_scale,
+        logit_scale = self.logit_scale
+        if self.max_logit_scale is not None:
+            logit_scale = logit_scale.clamp(max=math.log(self.max_logit_scale))
+        loss = contrastive_loss(image_embeds, text_embeds, logit_scale,
                                 gather=self.gather_negatives)
         return dict(loss_contrastive=loss,
-                    logit_scale=self.logit_scale.detach().exp())
+                    logit_scale=logit_scale.detach().exp())
 
     def extract_feat(self, images: Optional[torch.Tensor],
                      data_samples: Optional[List[DataSample]] = None
@@ -123,16 +140,16 @@ class BEiT3Retrieval(BEiT3TaskModel):
         return data_samples
 
     @staticmethod
-    def _gather_by_id(feats: torch.Tensor, ids: torch.Tensor,
+    def _gather_by_id(rows: torch.Tensor, ids: torch.Tensor,
                       total: int) -> torch.Tensor:
         """Rows of every rank placed at their dataset indices (robust to
-        any sampler, duplicates of padded samplers included)."""
-        if get_world_size() > 1:
-            feats = torch.cat(all_gather(feats.contiguous()))
-            ids = torch.cat(all_gather(ids.contiguous()))
-        out = feats.new_zeros(total, feats.shape[1])
-        seen = torch.zeros(total, dtype=torch.bool, device=feats.device)
-        out[ids] = feats
+        any sampler, duplicates of padded samplers included; ranks may hold
+        different numbers of rows)."""
+        rows = torch.cat(all_gather_rows(rows.contiguous()))
+        ids = torch.cat(all_gather_rows(ids.contiguous()))
+        out = rows.new_zeros((total, ) + tuple(rows.shape[1:]))
+        seen = torch.zeros(total, dtype=torch.bool, device=rows.device)
+        out[ids] = rows
         seen[ids] = True
         if not bool(seen.all()):
             raise RuntimeError(f'Features of {int((~seen).sum())} of {total} '
@@ -149,6 +166,14 @@ class BEiT3Retrieval(BEiT3TaskModel):
         """Image-to-text and text-to-image predictions over the whole test
         set (the interface of mmpretrain's ``RetrievalValLoop``).
 
+        The features and ground truth of all ranks are gathered (ranks may
+        hold different numbers of images and captions, and padded samplers
+        repeat some); rank ``r`` of ``W`` then scores images and texts
+        ``r, r + W, r + 2W, ...``, so that mmengine's ``collect_results``
+        (which interleaves the ranks' results and cuts them to the dataset
+        size) gives every image and every text exactly once, in order: the
+        metrics equal those of one process.
+
         Args:
             feats (dict): ``image_feat`` / ``text_feat`` of this rank's
                 samples (:meth:`extract_feat`, concatenated).
@@ -159,40 +184,50 @@ class BEiT3Retrieval(BEiT3TaskModel):
             num_texts (int, optional): Texts in the test set.
 
         Returns:
-            tuple: ``i2t`` samples (one per local image: ``pred_score`` over
-            all texts, ``gt_label`` its captions) and ``t2i`` samples (one
-            per local text: ``pred_score`` over all images, ``gt_label`` its
-            image).
+            tuple: ``i2t`` samples (one per image of this rank's share:
+            ``pred_score`` over all texts, ``gt_label`` its captions) and
+            ``t2i`` samples (one per text of this rank's share:
+            ``pred_score`` over all images, ``gt_label`` its image).
         """
         device = feats['image_feat'].device
         image_ids = torch.tensor([int(s.image_id) for s in data_samples],
                                  device=device)
         text_ids = torch.cat([torch.as_tensor(s.gt_text_id).view(-1)
                               for s in data_samples]).to(device)
-        num_images = num_images or int(image_ids.max()) + 1
-        num_texts = num_texts or int(text_ids.max()) + 1
+        text_images = torch.cat([torch.as_tensor(s.gt_image_id).view(-1)
+                                 for s in data_samples]).to(device)
+        if num_images is None or num_texts is None:
+            top = torch.stack([image_ids.max(), text_ids.max()])
+            if get_world_size() > 1:
+                all_reduce(top, op='max')
+            num_images = num_images or int(top[0]) + 1
+            num_texts = num_texts or int(top[1]) + 1
         all_images = self._gather_by_id(feats['image_feat'], image_ids,
                                         num_images)
         all_texts = self._gather_by_id(feats['text_feat'], text_ids,
                                        num_texts)
-        i2t_scores = self.similarity(feats['image_feat'], all_texts)
-        t2i_scores = self.similarity(all_images, feats['text_feat']).t()
+        owner = self._gather_by_id(text_images, text_ids, num_texts)
+        rank, world = get_rank(), get_world_size()
+        my_images = torch.arange(rank, num_images, world, device=device)
+        my_texts = torch.arange(rank, num_texts, world, device=device)
+        i2t_scores = self.similarity(all_images[my_images], all_texts)
+        t2i_scores = self.similarity(all_images, all_texts[my_texts]).t()
+        captions = [[] for _ in range(num_images)]
+        for text, image in enumerate(owner.tolist()):
+            captions[image].append(text)
         i2t = []
-        for sample, score in zip(data_samples, i2t_scores):
-            out = DataSample(image_id=int(sample.image_id))
-            out.set_gt_label(torch.as_tensor(sample.gt_text_id).view(-1))
+        for image, score in zip(my_images.tolist(), i2t_scores):
+            out = DataSample(image_id=image)
+            out.set_gt_label(torch.tensor(captions[image], dtype=torch.long))
             out.set_pred_score(score)
             i2t.append(out)
-        t2i, row = [], 0
-        for sample in data_samples:
-            for text_id, image_id in zip(
-                    torch.as_tensor(sample.gt_text_id).view(-1).tolist(),
-                    torch.as_tensor(sample.gt_image_id).view(-1).tolist()):
-                out = DataSample(text_id=text_id)
-                out.set_gt_label(image_id)
-                out.set_pred_score(t2i_scores[row])
-                t2i.append(out)
-                row += 1
+        t2i = []
+        for text, image, score in zip(my_texts.tolist(),
+                                      owner[my_texts].tolist(), t2i_scores):
+            out = DataSample(text_id=text)
+            out.set_gt_label(image)
+            out.set_pred_score(score)
+            t2i.append(out)
         return i2t, t2i
 
 

@@ -37,6 +37,9 @@ class BEiT3VQA(BEiT3TaskModel):
     head_parts = {'pooler.': 'the VQA pooler',
                   'head.': 'the answer classifier'}
 
+    # Image+question sequences.
+    backbone_sequences = ('pair', )
+
     def __init__(self,
                  backbone: dict,
                  answers: Union[str, Sequence[str]],

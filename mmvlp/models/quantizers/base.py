@@ -1,5 +1,6 @@
 """Output type and small helpers shared by the mmvlp quantizers."""
-from typing import Dict, NamedTuple
+import contextlib
+from typing import ContextManager, Dict, NamedTuple
 
 import torch
 from torch import Tensor
@@ -84,3 +85,25 @@ def counts_perplexity(counts: Tensor) -> Tensor:
     perplexity = entropy(counts / total.clamp_min(1)).exp()
     # Without a host sync: an empty histogram gives 0 instead of exp(0) = 1.
     return perplexity * (total > 0)
+
+
+def fp32_region(x: Tensor) -> ContextManager:
+    """A context in which autocast is off on ``x``'s device (a no-op when it
+    is not on, or the device has none, e.g. ``meta``).
+
+    ``x.float()`` does not leave autocast: a matrix product of fp32 tensors
+    inside ``torch.autocast(dtype=torch.bfloat16)`` still runs in bf16. The
+    quantizers compute code assignments in here, on fp32 inputs, so the
+    chosen codes do not depend on the mixed-precision setting.
+
+    Args:
+        x (Tensor): A tensor on the device of the computation.
+    """
+    kind = x.device.type
+    try:
+        enabled = torch.is_autocast_enabled(kind)
+    except (RuntimeError, TypeError, ValueError):  # no autocast there
+        return contextlib.nullcontext()
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(kind, enabled=False)

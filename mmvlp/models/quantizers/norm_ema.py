@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmvlp.registry import MODELS
 from .base import (QuantizerOutput, check_last_dim, counts_perplexity,
-                   straight_through)
+                   fp32_region, straight_through)
 
 
 def l2norm(x: Tensor) -> Tensor:
@@ -65,6 +65,21 @@ def assign_by_cosine(x: Tensor, codebook: Tensor) -> Tensor:
         block = x[start:start + rows] @ codebook_t
         indices[start:start + rows] = block.max(dim=-1).indices
     return indices
+
+
+def count_codes(indices: Tensor, num_codes: int) -> Tensor:
+    """How often each code occurs in ``indices`` (``(num_codes,)`` int64).
+
+    ``torch.bincount`` sizes its output by the largest index, which it
+    reads on the host: a sync per call on an accelerator. On the CPU it is
+    the fastest count; elsewhere a scatter-add into ``num_codes`` slots
+    counts without a sync.
+    """
+    if indices.device.type == 'cpu':
+        return torch.bincount(indices, minlength=num_codes)
+    return torch.zeros(num_codes, dtype=torch.long,
+                       device=indices.device).scatter_add_(
+                           0, indices, torch.ones_like(indices))
 
 
 def spherical_kmeans(x: Tensor, num_clusters: int,
@@ -198,14 +213,22 @@ class NormEMAVectorQuantizer(BaseModule):
                 ``(B, N, D)``. Need not be normalised.
 
         Returns:
-            QuantizerOutput: ``quantized`` is the code of each l2-normalised
-            vector with a straight-through gradient to the normalised
-            vector; ``losses`` holds ``'commitment'`` (MSE between the
+            QuantizerOutput: ``quantized`` (fp32) is the code of each
+            l2-normalised vector with a straight-through gradient to the
+            normalised vector; ``losses`` holds ``'commitment'`` (MSE between the
             normalised input and its detached code) and ``loss`` is
             ``beta * commitment``. ``stats`` (of this rank's batch) holds
             ``'perplexity'``, ``'used_codes'`` and ``'restarted_codes'``.
         """
         check_last_dim(z, self.code_dims, 'z')
+        # The quantizer's maths (normalisation, code assignment, EMA) in
+        # fp32 with autocast off: under bf16 autocast the similarities
+        # would be rounded and pick other codes for some vectors.
+        with fp32_region(z):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: Tensor) -> QuantizerOutput:
+        """:meth:`forward` on fp32 ``z`` outside autocast."""
         z = self._normalize(z)
         flat = z.reshape(-1, self.code_dims)
         if self.training and not bool(self.initted):
@@ -213,7 +236,7 @@ class NormEMAVectorQuantizer(BaseModule):
 
         indices = assign_by_cosine(flat.detach(), self.codebook)
         code = F.embedding(indices, self.codebook).to(z.dtype).view_as(z)
-        local_counts = torch.bincount(indices, minlength=self.num_codes)
+        local_counts = count_codes(indices, self.num_codes)
 
         restarted = torch.zeros((), dtype=torch.long, device=z.device)
         if self.training:

@@ -3,6 +3,7 @@ mmengine's ``forward(mode=...)`` contract."""
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+import torch.nn as nn
 from mmengine.model import BaseModel
 
 from .compiled import FrozenCompiledForward
@@ -11,6 +12,14 @@ from .targets import PixelNorm
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
+
+
+def unwrap_ddp(module: nn.Module) -> nn.Module:
+    """The module itself, or the one a DDP wrapper holds: QLIP stage 2
+    trains under ``MMSeparateDistributedDataParallel``, which wraps each
+    trainable child on its own and hides its attributes and methods."""
+    return module.module if isinstance(
+        module, nn.parallel.DistributedDataParallel) else module
 
 class BaseVisualTokenizer(BaseModel):
     """Base class of the visual tokenizers.
@@ -118,7 +127,7 @@ class BaseVisualTokenizer(BaseModel):
     @property
     def vocab_size(self) -> int:
         """Number of distinct token ids."""
-        return self.quantizer.vocab_size
+        return unwrap_ddp(self.quantizer).vocab_size
 
     @property
     def patch_size(self) -> int:

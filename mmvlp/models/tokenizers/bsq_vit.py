@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from mmengine.logging import MessageHub
 
 from mmvlp.registry import MODELS, build_scoped
+from ..backbones.beit3_reach import freeze_unused
 from ..backbones.vit import ViTEncoder
 from ..heads.contrastive import contrastive_loss
 from ..quantizers import QuantizerOutput
-from .base import IMAGENET_MEAN, IMAGENET_STD, BaseVisualTokenizer
+from .base import (IMAGENET_MEAN, IMAGENET_STD, BaseVisualTokenizer,
+                   unwrap_ddp)
 from .losses import hinge_d_loss, hinge_g_loss
 from .targets import check_raw_pixels
 
@@ -106,6 +108,11 @@ class BSQViT(BaseVisualTokenizer):
         self.text_encoder = None
         if text_encoder is not None:
             self.text_encoder = build_scoped(MODELS, text_encoder)
+            if hasattr(self.text_encoder, 'patch_embed') and hasattr(
+                    self.text_encoder, 'text_embed'):  # a BEiT3: texts only
+                # (its vision parts would get no gradient, which DDP
+                # rejects at the second iteration).
+                freeze_unused(self.text_encoder, ('text', ))
             self.image_proj = nn.Linear(dims, embed_dims, bias=False)
             self.text_proj = nn.Linear(self.text_encoder.embed_dims,
                                        embed_dims, bias=False)
@@ -144,8 +151,9 @@ class BSQViT(BaseVisualTokenizer):
         batch = quantized.shape[0]
         code_map = quantized.transpose(1, 2).reshape(batch, -1, *grid)
         tokens, _ = self.decoder(code_map)
-        patches = self.pixel_head(tokens[:, self.decoder.num_extra_tokens:])
-        p = self.encoder.patch_size
+        patches = self.pixel_head(
+            tokens[:, unwrap_ddp(self.decoder).num_extra_tokens:])
+        p = unwrap_ddp(self.encoder).patch_size
         patches = patches.view(batch, *grid, 3, p, p)
         return patches.permute(0, 3, 1, 4, 2, 5).reshape(
             batch, 3, grid[0] * p, grid[1] * p)
@@ -188,7 +196,7 @@ class BSQViT(BaseVisualTokenizer):
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """``(B, h, w)`` token ids to ``(B, 3, H, W)`` pixels in [0, 255]."""
-        quantized = self.quantizer.decode_indices(ids.flatten(1))
+        quantized = unwrap_ddp(self.quantizer).decode_indices(ids.flatten(1))
         return self._to_raw(self._pixels(quantized, tuple(ids.shape[1:])))
 
     @torch.no_grad()
@@ -243,7 +251,7 @@ class BSQViT(BaseVisualTokenizer):
         if not (self.balance_by_grad and self.training and
                 loss_con.requires_grad):
             return loss_con.new_tensor(1.)
-        weight = self.encoder.layers[-1].ffn.fc2.weight
+        weight = unwrap_ddp(self.encoder).layers[-1].ffn.fc2.weight
         grad_recon, = torch.autograd.grad(loss_recon, weight,
                                           retain_graph=True)
         grad_con, = torch.autograd.grad(loss_con, weight, retain_graph=True)
@@ -285,7 +293,7 @@ class BSQViT(BaseVisualTokenizer):
     def _adaptive_weight(self, loss_rec: torch.Tensor,
                          loss_adv: torch.Tensor) -> torch.Tensor:
         """``||d rec / d W|| / ||d adv / d W||`` on the pixel head (VQGAN)."""
-        weight = self.pixel_head.weight
+        weight = unwrap_ddp(self.pixel_head).weight
         grad_rec, = torch.autograd.grad(loss_rec, weight, retain_graph=True)
         grad_adv, = torch.autograd.grad(loss_adv, weight, retain_graph=True)
         ratio = grad_rec.norm() / (grad_adv.norm() + 1e-8)

@@ -20,6 +20,7 @@ from mmengine.model import BaseModule
 from mmpretrain.models.selfsup.maskfeat import HOGGenerator
 
 from mmvlp.registry import MODELS, build_scoped
+from mmvlp.utils.checks import check_on_device
 
 
 def check_raw_pixels(images: torch.Tensor, who: str) -> None:
@@ -35,12 +36,16 @@ def check_raw_pixels(images: torch.Tensor, who: str) -> None:
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f'{who} expects (B, 3, H, W) images, got shape '
                          f'{tuple(images.shape)}.')
-    if images.is_floating_point() and images.numel() and (
-            images.min() < -1e-3 or images.max() > 255 + 1e-3):
-        raise ValueError(
-            f'{who} expects raw pixels in [0, 255] (it normalises them with '
-            f'its own mean/std); got values in [{images.min().item():.2f}, '
-            f'{images.max().item():.2f}]. Feed the un-normalised view.')
+    if images.is_floating_point() and images.numel():
+        # Checked on the device (no host sync in a training step).
+        low, high = images.aminmax()
+        check_on_device(
+            (low >= -1e-3) & (high <= 255 + 1e-3),
+            lambda: f'{who} expects raw pixels in [0, 255] (it normalises '
+            f'them with its own mean/std); got values in [{low.item():.2f}, '
+            f'{high.item():.2f}]. Feed the un-normalised view.',
+            f'{who} expects raw pixels in [0, 255]; feed the un-normalised '
+            'view.')
 
 
 class PixelNorm(nn.Module):
