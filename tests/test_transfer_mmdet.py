@@ -44,10 +44,62 @@ def test_recipes_are_present():
     assert any(n.startswith('cascade-mask-rcnn_beit3-large') for n in names)
 
 
+#: ViTDet's settings per backbone size (the paper's detector setup): layer
+#: decay, global-attention blocks, drop path, activation checkpointing.
+VITDET = dict(
+    base=dict(decay=0.7, global_blocks=(2, 5, 8, 11), drop_path=0.1,
+              with_cp=False, layers=12, dims=768),
+    large=dict(decay=0.8, global_blocks=(5, 11, 17, 23), drop_path=0.4,
+               with_cp=True, layers=24, dims=1024))
+
+
+def _check_recipe_values(cfg, model, size):
+    """AdamW lr 1e-4, wd 0.1, LSJ 100 epochs (25 x 4 repeats, lr / 10 at
+    88 and 96), batch 16 x 4, and ViTDet's per-size values, in the config
+    and in the built model and optimizer."""
+    expected = VITDET[size]
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.betas,
+            optimizer.weight_decay) == ('AdamW', 1e-4, (0.9, 0.999), 0.1)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == \
+        expected['decay']
+    assert cfg.train_dataloader.batch_size == 4
+    assert cfg.auto_scale_lr.base_batch_size == 64
+    assert cfg.train_dataloader.dataset.type == 'RepeatDataset'
+    assert cfg.train_dataloader.dataset.times == 4
+    assert cfg.train_cfg.max_epochs == 25
+    warmup, steps = cfg.param_scheduler
+    assert (warmup.type, warmup.end, steps.type) == ('LinearLR', 250,
+                                                     'MultiStepLR')
+    assert [4 * m for m in steps.milestones] == [88, 96]
+    backbone = model.backbone
+    assert (backbone.num_layers, backbone.embed_dims) == (
+        expected['layers'], expected['dims'])
+    assert tuple(i for i, layer in enumerate(backbone.layers)
+                 if layer.attn.window_size == 0) == expected['global_blocks']
+    assert backbone.layers[-1].drop_path.drop_prob == pytest.approx(
+        expected['drop_path'])
+    assert backbone.with_cp == expected['with_cp']
+    # The learning rates the optimizer gets (AMP left out: it needs a GPU).
+    from mmengine.optim import build_optim_wrapper
+    wrapper = dict(cfg.optim_wrapper, type='OptimWrapper')
+    optim = build_optim_wrapper(model, wrapper).optimizer
+    lr_of = {id(p): group['lr'] for group in optim.param_groups
+             for p in group['params']}
+    decay, depth = expected['decay'], expected['layers'] + 1
+    assert lr_of[id(backbone.patch_embed.proj.weight)] == pytest.approx(
+        1e-4 * decay**depth)
+    assert lr_of[id(backbone.layers[-1].ffn.vision.fc1.weight)] == \
+        pytest.approx(1e-4 * decay)
+    assert lr_of[id(next(model.neck.parameters()))] == pytest.approx(1e-4)
+
+
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
 def test_recipe_builds_full_size(path):
     """The recipes as written: mmdet's scope, BEiT-3 + SimpleFPN, LSJ at
-    1024, window attention with global blocks, layer decay."""
+    1024, window attention with global blocks, layer decay; ViTDet's
+    values."""
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmdet'
     assert cfg.model.backbone.type == 'mmvlp.BEiT3'
@@ -69,6 +121,7 @@ def test_recipe_builds_full_size(path):
     assert model.neck.in_channels == [backbone.embed_dims // 4,
                                       backbone.embed_dims // 2,
                                       backbone.embed_dims, backbone.embed_dims]
+    _check_recipe_values(cfg, model, 'large' if '-large-' in path else 'base')
 
 
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)

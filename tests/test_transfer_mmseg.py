@@ -42,6 +42,52 @@ def test_recipes_are_present():
         assert expected in names
 
 
+#: mmseg's BEiT UPerNet recipes per backbone size: lr, layer decay, drop
+#: path, the four layers read, batch per GPU (8 GPUs), mixed precision.
+BEIT_UPERNET = dict(
+    base=dict(lr=3e-5, decay=0.9, drop_path=0.1, out=(3, 5, 7, 11),
+              batch=2, amp=False, layers=12),
+    large=dict(lr=2e-5, decay=0.95, drop_path=0.2, out=(7, 11, 15, 23),
+               batch=1, amp=True, layers=24))
+
+
+def _check_recipe_values(cfg, model, size):
+    """The values of mmseg's BEiT recipes in the config and in the built
+    model and optimizer: AdamW (wd 0.05), 160k iterations, linear warm-up
+    over 1500 then poly decay, and the per-size values."""
+    expected = BEIT_UPERNET[size]
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.betas,
+            optimizer.weight_decay) == ('AdamW', expected['lr'],
+                                        (0.9, 0.999), 0.05)
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == \
+        expected['decay']
+    assert (cfg.optim_wrapper.type == 'AmpOptimWrapper') == expected['amp']
+    assert cfg.train_dataloader.batch_size == expected['batch']
+    assert cfg.train_cfg.max_iters == 160000
+    warmup, poly = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.end) == (
+        'LinearLR', 1e-6, 1500)
+    assert (poly.type, poly.power, poly.begin, poly.end, poly.eta_min) == (
+        'PolyLR', 1.0, 1500, 160000, 0.0)
+    backbone = model.backbone
+    assert backbone.num_layers == expected['layers']
+    assert tuple(backbone.out_indices) == expected['out']
+    assert backbone.layers[-1].drop_path.drop_prob == pytest.approx(
+        expected['drop_path'])
+    from mmengine.optim import build_optim_wrapper
+    wrapper = dict(cfg.optim_wrapper, type='OptimWrapper')
+    optim = build_optim_wrapper(model, wrapper).optimizer
+    lr_of = {id(p): group['lr'] for group in optim.param_groups
+             for p in group['params']}
+    lr, decay = expected['lr'], expected['decay']
+    assert lr_of[id(backbone.patch_embed.proj.weight)] == pytest.approx(
+        lr * decay**(expected['layers'] + 1))
+    assert lr_of[id(backbone.layers[-1].ffn.vision.fc1.weight)] == \
+        pytest.approx(lr * decay)
+    assert lr_of[id(model.decode_head.conv_seg.weight)] == pytest.approx(lr)
+
+
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
 def test_recipe_builds_full_size(path):
     """The recipes as written: mmseg's scope, four BEiT-3 maps rescaled by
@@ -64,6 +110,7 @@ def test_recipe_builds_full_size(path):
     assert len(backbone.out_indices) == 4
     assert backbone.out_indices[-1] == backbone.num_layers - 1
     assert model.decode_head.in_channels == [backbone.embed_dims] * 4
+    _check_recipe_values(cfg, model, 'large' if '-large-' in path else 'base')
 
 
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
