@@ -7,10 +7,11 @@ width 64; images + texts + pairs, 1 sample per source, process and step) in
 two launches of ``tests/helpers/strategy_runs.py``, each running many
 trainings in one process group (every launch costs seconds of imports):
 
-* 2 processes: DDP, ZeRO-1 fp32, ZeRO-2 fp32/bf16, ZeRO-3 fp32/bf16 and FSDP, each for 4
-  steps with activation checkpointing and a checkpoint at step 2, and each
-  resumed from that checkpoint; FSDP with sharded checkpoints (consolidated
-  and resumed); DDP, ZeRO-2 and FSDP with gradient clipping;
+* 2 processes: DDP, ZeRO-1 fp32, ZeRO-2 fp32/bf16, ZeRO-3 fp32/bf16 and
+  FSDP, each for 4 steps with activation checkpointing and a checkpoint at
+  step 2, and each resumed from that checkpoint; FSDP with sharded
+  checkpoints (consolidated and resumed); DDP, ZeRO-2 and FSDP with
+  gradient clipping;
 * 1 process: every strategy with batch 2 and with batch 1 x accumulation 2.
 
 Tolerances (relative, on the loss averaged over the ranks, per optimizer
