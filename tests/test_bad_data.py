@@ -13,6 +13,7 @@ from helpers.ports import free_port
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from test_vl_contrastive import _run_workers
 from torch.utils.data import DataLoader
 
 from mmvlp.datasets import (SKIP_REASONS, ImageTextDataset, TextCorpusDataset,
@@ -20,7 +21,6 @@ from mmvlp.datasets import (SKIP_REASONS, ImageTextDataset, TextCorpusDataset,
 from mmvlp.datasets.transforms import LoadImageSafe
 from mmvlp.registry import DATASETS, HOOKS
 from mmvlp.text import train_sentencepiece
-from test_vl_contrastive import _run_workers
 
 FAULTS = ('empty_file', 'truncated_image', 'not_an_image', 'missing_file')
 

@@ -15,10 +15,10 @@ import tempfile
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.reference import TINY, build_reference, official_checkpoint
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 
-from helpers.reference import TINY, build_reference, official_checkpoint
 from mmvlp.models import BEiT3
 from mmvlp.models.backbones.beit3_checkpoint import (load_pretrained_beit3,
                                                      saved_patch_grid)

@@ -97,8 +97,7 @@ def test_bsqvit_demo_config(demo_data, tmp_path):
     # The validation metrics by hand: scikit-image's PSNR and SSIM
     # (Gaussian 11-tap window, sigma 1.5) of each reconstruction, averaged
     # over the images, and the distinct token ids.
-    from skimage.metrics import (peak_signal_noise_ratio,
-                                 structural_similarity)
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     model = runner.model.eval()
     images = _val_images(runner)
     with torch.no_grad():

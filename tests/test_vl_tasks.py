@@ -12,10 +12,10 @@ import sys
 
 import pytest
 import torch
-from mmpretrain.structures import DataSample
-
 from helpers.demo_data import make_demo_with_spm
 from helpers.transfer import demo_pretrain_checkpoint
+from mmpretrain.structures import DataSample
+
 from mmvlp.datasets import make_demo_vl_dataset
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
