@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from helpers.ports import free_port
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from test_vl_contrastive import _run_workers
 from torch.utils.data import DataLoader
 
 from mmvlp.datasets import (SKIP_REASONS, ImageTextDataset, TextCorpusDataset,
@@ -229,3 +231,85 @@ def test_hook_counts_a_plain_loop_batch():
         seen=7, skipped=3, reasons=dict(not_an_image=3), at_load={}))
     assert runner.message_hub.get_scalar(
         'train/skipped/train').current() == 3
+
+
+def _skips(**counts):
+    """One sample's skip counts, e.g. ``_skips(not_an_image=1)``."""
+    row = torch.zeros(len(SKIP_REASONS), dtype=torch.long)
+    for reason, count in counts.items():
+        row[SKIP_REASONS.index(reason)] = count
+    return row
+
+
+#: Per rank, per iteration, per source: the skip counts of each sample.
+RANK_BATCHES = [
+    [dict(image=[_skips(not_an_image=1), _skips()], pair=[_skips()]),
+     dict(image=[_skips(), _skips()], pair=[_skips(empty_caption=2)])],
+    [dict(image=[_skips(missing_file=3), _skips()], pair=[_skips()]),
+     dict(image=[_skips(not_an_image=1), _skips()], pair=[_skips()])],
+]
+
+
+def _skip_hook_worker(rank, world_size, port, out_dir, min_samples):
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=world_size)
+    try:
+        hook = HOOKS.build(dict(type='mmvlp.DataSkipHook', interval=2,
+                                max_skip_rate=0.3, min_samples=min_samples))
+        # (datasets of 100 records without annotation-list skips)
+        loaders = {name: SimpleNamespace(dataset=list(range(100)))
+                   for name in ('image', 'pair')}
+        runner = SimpleNamespace(
+            train_loop=SimpleNamespace(
+                dataloader=SimpleNamespace(loaders=loaders)),
+            hooks=[hook], iter=0, max_iters=2,
+            message_hub=MessageHub.get_instance(f'skips_rank{rank}'),
+            logger=MMLogger.get_current_instance())
+        hook.before_train(runner)
+        error = None
+        try:
+            for step, batch in enumerate(RANK_BATCHES[rank]):
+                runner.iter = step
+                hook.after_train_iter(runner, step, {
+                    source: dict(inputs=None, skipped=torch.stack(rows))
+                    for source, rows in batch.items()})
+        except RuntimeError as exc:
+            error = str(exc)
+        with open(os.path.join(out_dir, f'rank{rank}.json'), 'w') as f:
+            json.dump(dict(totals=hook.totals(), error=error, scalars={
+                s: int(runner.message_hub.get_scalar(
+                    f'train/skipped/{s}').current())
+                for s in ('image', 'pair')}), f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_hook_sums_skips_across_two_ranks(tmp_path):
+    """Two gloo ranks, each with its own non-zero skip counts: after the
+    reduction both hold the sums (seen = delivered + skipped), and the skip
+    rate is judged on the sums: 5 of 13 image samples skipped (38.5% >
+    30%) stops both ranks once 13 samples may be judged, though neither
+    rank alone has seen 13 (5 and 8)."""
+    expected = dict(
+        image=dict(seen=13, skipped=5, reasons=dict(
+            missing_file=3, not_an_image=2), at_load={}),
+        pair=dict(seen=6, skipped=2, reasons=dict(empty_caption=2),
+                  at_load={}))
+    for min_samples, stops in ((1000, False), (13, True)):
+        out = tmp_path / str(min_samples)
+        out.mkdir()
+        _run_workers(_skip_hook_worker, 2,
+                     (2, free_port(), str(out), min_samples))
+        for rank in range(2):
+            with open(out / f'rank{rank}.json') as f:
+                result = json.load(f)
+            assert result['totals'] == expected, rank
+            assert result['scalars'] == dict(image=5, pair=2), rank
+            if stops:
+                assert "Data source 'image' skipped 38.46% of the 13 " \
+                    'samples' in result['error'], rank
+            else:
+                assert result['error'] is None, rank

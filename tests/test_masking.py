@@ -52,11 +52,18 @@ def test_bad_arguments():
 
 
 def test_text_masking_ratio_and_replacements():
+    """Of the chosen tokens 80% become the mask token, 10% a random token
+    and 10% stay, each share within 5 binomial standard deviations of its
+    expectation (a random draw equals the original token with probability
+    1/95: 95 ids can be drawn); the random tokens are uniform over the
+    allowed ids (chi-square)."""
+    from scipy.stats import chisquare
+
     from mmvlp.datasets.transforms import TextMasking
     transform = TextMasking(mask_id=99, vocab_size=100, mask_ratio=0.5,
                             seed=0)
     ids = np.array([0] + list(range(10, 50)) + [2] + [1] * 8)  # 40 real
-    chosen_total, kinds = 0, np.zeros(3)
+    kinds, draws = np.zeros(3), []
     for _ in range(300):
         out = transform({'text_ids': ids})
         chosen = out['text_mlm_mask']
@@ -64,15 +71,22 @@ def test_text_masking_ratio_and_replacements():
         assert chosen.sum() == 20
         assert not chosen[0] and not chosen[41] and not chosen[42:].any()
         assert np.array_equal(masked[~chosen], ids[~chosen])
-        kinds += [(masked[chosen] == 99).sum(),
-                  ((masked[chosen] != 99) &
-                   (masked[chosen] != ids[chosen])).sum(),
-                  (masked[chosen] == ids[chosen]).sum()]
-        assert ((masked >= 4) | ~chosen).all()  # no special replacement
-        chosen_total += chosen.sum()
-    shares = kinds / chosen_total
-    assert abs(shares[0] - 0.8) < 0.02
-    assert abs(shares[1] + shares[2] - 0.2) < 0.02
+        new, old = masked[chosen], ids[chosen]
+        random = (new != 99) & (new != old)
+        kinds += [(new == 99).sum(), random.sum(), (new == old).sum()]
+        draws.extend(new[random])
+    total = kinds.sum()
+    assert total == 300 * 20
+    allowed = [i for i in range(4, 100) if i != 99]
+    same = 1 / len(allowed)  # a random draw that hits the original
+    expected = np.array([0.8, 0.1 * (1 - same), 0.1 + 0.1 * same])
+    bound = 5 * np.sqrt(expected * (1 - expected) / total)
+    shares = kinds / total
+    assert (np.abs(shares - expected) < bound).all(), (shares, expected)
+    draws = np.array(draws)
+    assert set(draws) <= set(allowed)
+    counts = np.array([(draws == i).sum() for i in allowed])
+    assert chisquare(counts).pvalue > 1e-3
 
 
 def test_text_masking_short_text_masks_one():

@@ -7,10 +7,11 @@ width 64; images + texts + pairs, 1 sample per source, process and step) in
 two launches of ``tests/helpers/strategy_runs.py``, each running many
 trainings in one process group (every launch costs seconds of imports):
 
-* 2 processes: DDP, ZeRO-2 fp32/bf16, ZeRO-3 fp32/bf16 and FSDP, each for 4
-  steps with activation checkpointing and a checkpoint at step 2, and each
-  resumed from that checkpoint; FSDP with sharded checkpoints (consolidated
-  and resumed); DDP, ZeRO-2 and FSDP with gradient clipping;
+* 2 processes: DDP, ZeRO-1 fp32, ZeRO-2 fp32/bf16, ZeRO-3 fp32/bf16 and
+  FSDP, each for 4 steps with activation checkpointing and a checkpoint at
+  step 2, and each resumed from that checkpoint; FSDP with sharded
+  checkpoints (consolidated and resumed); DDP, ZeRO-2 and FSDP with
+  gradient clipping;
 * 1 process: every strategy with batch 2 and with batch 1 x accumulation 2.
 
 ZeRO-3 runs with ``stage3_param_persistence_threshold=0`` so that every
@@ -38,6 +39,7 @@ launches and 24 s for the tools/train.py run.
 import json
 import os
 import os.path as osp
+import re
 import runpy
 import subprocess
 import sys
@@ -64,8 +66,9 @@ cpu_only = pytest.mark.skipif(launch.accelerator_available(),
                               reason='the CPU path of a CPU-only host')
 
 #: (strategy, precision) pairs the brief asks for.
-MATRIX = [('ddp', 'fp32'), ('zero2', 'fp32'), ('zero2', 'bf16'),
-          ('zero3', 'fp32'), ('zero3', 'bf16'), ('fsdp', 'fp32')]
+MATRIX = [('ddp', 'fp32'), ('zero1', 'fp32'), ('zero2', 'fp32'),
+          ('zero2', 'bf16'), ('zero3', 'fp32'), ('zero3', 'bf16'),
+          ('fsdp', 'fp32')]
 EXACT = dict(fp32=1e-5, bf16=1e-4)
 BATCH_TOL = 1e-2
 STEPS = 4
@@ -233,11 +236,11 @@ def test_two_processes_match_one_process(runs, strategy, precision):
 def test_fp32_strategies_agree_with_ddp(runs):
     records = runs['records']
     ddp = _losses(records[_name('ddp', 'fp32', '2p')])
-    for strategy in ('zero2', 'zero3', 'fsdp'):
+    for strategy in ('zero1', 'zero2', 'zero3', 'fsdp'):
         _close(_losses(records[_name(strategy, 'fp32', '2p')]), ddp,
                EXACT['fp32'], f'{strategy} vs DDP')
     ddp_weights = _consolidated(runs, _name('ddp', 'fp32', '2p'))
-    for strategy in ('zero2', 'zero3', 'fsdp'):
+    for strategy in ('zero1', 'zero2', 'zero3', 'fsdp'):
         weights = _consolidated(runs, _name(strategy, 'fp32', '2p'))
         # The frozen tokenizer is kept outside DeepSpeed and FSDP (and
         # their checkpoints); everything else is there.
@@ -630,12 +633,39 @@ STRATEGY_CONFIGS = sorted(
     if '_deepspeed-zero' in name or '_fsdp_' in name)
 
 
+def _recipe_and_strategy_file(name):
+    """The recipe a strategy config is named after and its strategy file,
+    e.g. ``beit3-base-p16_deepspeed-zero1-bf16_64xb32x3-1m_pretrain.py`` ->
+    ``beit3-base-p16_64xb32x3-1m_pretrain.py`` and
+    ``_base_/strategies/deepspeed_zero1.py``."""
+    match = re.search(r'_(deepspeed-zero(\d)-bf16|fsdp)_', name)
+    recipe = name[:match.start()] + '_' + name[match.end():]
+    strategy = (f'deepspeed_zero{match.group(2)}' if match.group(2) else
+                'fsdp')
+    return recipe, osp.join('configs', '_base_', 'strategies',
+                            strategy + '.py')
+
+
 def test_strategy_configs_are_the_recipes_plus_one_strategy_file():
     assert len(STRATEGY_CONFIGS) == 16  # 3 BEiT-3 sizes and VQ-KD x 4
     from mmengine.registry import FUNCTIONS
     for name in STRATEGY_CONFIGS:
         cfg = Config.fromfile(osp.join(REPO, name))
-        recipe = Config.fromfile(osp.join(REPO, name))
+        recipe_name, strategy_file = _recipe_and_strategy_file(name)
+        assert recipe_name != name and osp.isfile(
+            osp.join(REPO, recipe_name)), name
+        recipe = Config.fromfile(osp.join(REPO, recipe_name))
+        # Everything but the strategy is the recipe's, unchanged (the giant
+        # adds activation checkpointing), and the strategy is the strategy
+        # file's.
+        settings, own = cfg.to_dict(), recipe.to_dict()
+        if 'giant' in name:
+            assert settings['model']['backbone'].pop('with_cp') is True
+        assert set(settings) - set(own) == {'strategy'}, name
+        assert {k: v for k, v in settings.items() if k != 'strategy'} == \
+            own, name
+        assert settings['strategy'] == Config.fromfile(
+            osp.join(REPO, strategy_file)).to_dict()['strategy'], name
         kind = strategy_type(cfg)
         if '_fsdp_' in name:
             assert kind == 'FSDPStrategy', name
@@ -648,6 +678,8 @@ def test_strategy_configs_are_the_recipes_plus_one_strategy_file():
         assert cfg.strategy.zero_optimization.stage == stage, name
         assert cfg.strategy.bf16.enabled, name
         clip = (recipe.optim_wrapper.get('clip_grad') or {}).get('max_norm')
+        if name.startswith('configs/beit3'):
+            assert clip == 3.0, name  # the paper's recipe
         deepspeed_optim_wrapper_cfg(cfg)
         assert cfg.optim_wrapper.type == 'DeepSpeedOptimWrapper'
         assert cfg.strategy.gradient_clipping == (clip or 0.), name

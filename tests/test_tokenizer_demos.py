@@ -1,12 +1,15 @@
 """Tiny-budget runs of the tokenizer demo configs with the real Runner,
 hooks and metrics (the full demos: see README, "Visual tokenizers")."""
+import copy
 import glob
 import json
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmvlp.datasets import make_demo_dataset
@@ -26,8 +29,9 @@ def demo_data(tmp_path_factory):
     return str(root)
 
 
-def _run(config, demo_data, work_dir):
+def _run(config, demo_data, work_dir, options=None):
     cfg = Config.fromfile(osp.join(CONFIGS, config))
+    cfg.merge_from_dict(options or {})
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].update(batch_size=4, num_workers=0,
                            persistent_workers=False)
@@ -55,10 +59,29 @@ def _scalars(work_dir):
         return [json.loads(line) for line in f]
 
 
+def _val_images(runner):
+    """The validation images as the model gets them (raw pixels)."""
+    batches = [runner.model.data_preprocessor(batch, False)['inputs']
+               for batch in runner.val_dataloader]
+    return torch.cat(batches)
+
+
 def test_vqkd_demo_config(demo_data, tmp_path):
-    runner = _run('vqkd_vit-tiny-p16_hog_demo.py', demo_data, tmp_path)
+    # (48 codes: not the 64 tokens of the validation set, so that a share
+    # of the tokens cannot pass for a share of the codebook.)
+    runner = _run('vqkd_vit-tiny-p16_hog_demo.py', demo_data, tmp_path,
+                  {'model.quantizer.num_codes': 48})
     hub = runner.message_hub
-    assert 0 < hub.get_scalar('val/codebook/usage').current() <= 100
+    # Usage by hand: the distinct ids of the validation images over the
+    # codebook size.
+    model = runner.model.eval()
+    with torch.no_grad():
+        ids = model.encode(_val_images(runner))
+    assert ids.numel() == 4 * 16
+    assert model.quantizer.num_codes == 48
+    usage = 100. * ids.unique().numel() / 48
+    assert hub.get_scalar('val/codebook/usage').current() == \
+        pytest.approx(usage)
     assert hub.get_scalar('val/codebook/tokens').current() == 4 * 16
     logged = [r for r in _scalars(str(tmp_path))
               if 'codebook/quantizer/usage' in r]
@@ -71,9 +94,29 @@ def test_vqkd_demo_config(demo_data, tmp_path):
 def test_bsqvit_demo_config(demo_data, tmp_path):
     runner = _run('bsqvit_vit-tiny-p8_demo.py', demo_data, tmp_path)
     hub = runner.message_hub
-    assert hub.get_scalar('val/recon/psnr').current() > 0
-    assert 0 < hub.get_scalar('val/recon/ssim').current() <= 1
-    assert hub.get_scalar('val/codebook/distinct_codes').current() >= 1
+    # The validation metrics by hand: scikit-image's PSNR and SSIM
+    # (Gaussian 11-tap window, sigma 1.5) of each reconstruction, averaged
+    # over the images, and the distinct token ids.
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    model = runner.model.eval()
+    images = _val_images(runner)
+    with torch.no_grad():
+        recon = model.reconstruct(images).double().numpy()
+        ids = model.encode(images)
+    images = images.double().numpy()
+    psnr = np.mean([peak_signal_noise_ratio(i, r, data_range=255)
+                    for i, r in zip(images, recon)])
+    ssim = np.mean([structural_similarity(
+        i, r, data_range=255, channel_axis=0, gaussian_weights=True,
+        sigma=1.5, use_sample_covariance=False)
+        for i, r in zip(images, recon)])
+    assert len(images) == 4
+    assert hub.get_scalar('val/recon/psnr').current() == pytest.approx(
+        psnr, abs=1e-4)
+    assert hub.get_scalar('val/recon/ssim').current() == pytest.approx(
+        ssim, abs=1e-5)
+    assert hub.get_scalar('val/codebook/distinct_codes').current() == \
+        ids.unique().numel()
     image, = glob.glob(osp.join(str(tmp_path), '*', 'vis_data', 'vis_image',
                                 'tokenizer_4.png'))
     from PIL import Image
@@ -125,11 +168,35 @@ def test_bsqvit_stage2_demo_config(demo_data, tmp_path, vgg_checkpoint):
     encoder = {k: v.clone() for k, v in
                safe_torch_load(cfg.load_from)['state_dict']
                .items() if k.startswith('encoder.')}
+    snapshot = _BeforeLastStep()
+    runner.register_hook(snapshot)
     runner.train()
     for key, value in encoder.items():
         assert torch.equal(runner.model.state_dict()[key], value), key
-    assert runner.message_hub.get_scalar('train/loss_disc').current() > 0
+    # The last step's discriminator hinge loss by hand, from the model as it
+    # was before that step: (mean relu(1 - D(real)) + mean relu(1 +
+    # D(fake))) / 2 with images in [-1, 1].
+    before = snapshot.model
+    with torch.no_grad():
+        images = before.data_preprocessor(snapshot.batch, True)['inputs']
+        _, recon = before._stage2_losses(images.float(), False)
+        real = before.discriminator(images.float() / 127.5 - 1)
+        fake = before.discriminator(recon / 127.5 - 1)
+    loss_disc = (torch.clamp(1 - real, min=0).mean() +
+                 torch.clamp(1 + fake, min=0).mean()) / 2
+    assert runner.message_hub.get_scalar('train/loss_disc').current() == \
+        pytest.approx(float(loss_disc), rel=1e-5)
     assert runner.message_hub.get_scalar('val/recon/psnr').current() > 0
+
+
+class _BeforeLastStep(Hook):
+    """Keep a copy of the model and the batch of the last training step,
+    taken before that step."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter + 1 == runner.max_iters:
+            self.model = copy.deepcopy(runner.model)
+            self.batch = copy.deepcopy(data_batch)
 
 
 def test_bsqvit_text_demo_config(demo_data, tmp_path):

@@ -347,3 +347,51 @@ def test_caption_metric_matches_coco_eval_cap(tmp_path, monkeypatch):
         assert simple[key] == pytest.approx(ours[key], abs=1e-9), key
     with pytest.raises(ValueError, match='no reference'):
         caption_scores({}, preds, tokenizer='simple')
+
+
+@pytest.mark.skipif(not caption_module.java_available(),
+                    reason='METEOR needs Java: without it METEOR is '
+                    'unavailable and this comparison does not run '
+                    '(docs/vision_language.md)')
+def test_caption_metric_meteor_matches_coco_eval_cap(tmp_path, monkeypatch):
+    """With Java on the PATH, CaptionMetric(meteor=True) gives
+    pycocoevalcap's COCOEvalCap METEOR (its bundled METEOR 1.5 jar, PTB
+    tokenization; SPICE left out)."""
+    from pycocoevalcap import eval as coco_eval
+    from pycocotools.coco import COCO
+    refs = {1: ['A red circle at the top left.', 'a small red circle'],
+            2: ['a blue square at the bottom', 'the blue square'],
+            3: ['a green triangle on a grey background']}
+    preds = {1: 'a red circle at the top', 2: 'blue squares',
+             3: 'a grey triangle'}
+    gt = _write(tmp_path / 'gt.json', dict(
+        images=[dict(id=i) for i in refs], type='captions', info={},
+        licenses=[], annotations=[
+            dict(image_id=i, id=10 * i + k, caption=c)
+            for i, cs in refs.items() for k, c in enumerate(cs)]))
+    res = _write(tmp_path / 'res.json', [dict(image_id=i, caption=c)
+                                         for i, c in preds.items()])
+
+    class NoSpice:
+        def compute_score(self, gts, res):
+            return 0., [0.] * len(res)
+
+        def method(self):
+            return 'SPICE'
+
+    monkeypatch.setattr(coco_eval, 'Spice', NoSpice)
+    # One METEOR process (a 2 GB JVM, seconds to start) serves both.
+    from pycocoevalcap.meteor import meteor as meteor_module
+    scorer = meteor_module.Meteor()
+    monkeypatch.setattr(coco_eval, 'Meteor', lambda: scorer)
+    monkeypatch.setattr(meteor_module, 'Meteor', lambda: scorer)
+    coco = COCO(gt)
+    evaluator = coco_eval.COCOEvalCap(coco, coco.loadRes(res))
+    evaluator.evaluate()
+    expected = evaluator.eval['METEOR']
+    metric = CaptionMetric(meteor=True)
+    metric.process(None, [dict(image_id=i, pred_caption=c,
+                               gt_caption=refs[i]) for i, c in preds.items()])
+    ours = metric.compute_metrics(metric.results)['METEOR']
+    assert 0.1 < expected < 0.9  # a case with partial matches
+    assert ours == pytest.approx(expected, abs=1e-9)

@@ -3,6 +3,7 @@ tools/train.py and tools/test.py on tiny generated data with the real
 metrics, and `make demo-vl` runs end to end on a tiny budget (its CI
 smoke)."""
 import json
+import math
 import os
 import os.path as osp
 import re
@@ -11,9 +12,10 @@ import sys
 
 import pytest
 import torch
-
 from helpers.demo_data import make_demo_with_spm
 from helpers.transfer import demo_pretrain_checkpoint
+from mmpretrain.structures import DataSample
+
 from mmvlp.datasets import make_demo_vl_dataset
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
@@ -131,47 +133,105 @@ def _config(task, tiny):
     return cfg
 
 
+def _by_hand(cfg, tiny):
+    """Image and text inputs prepared here, not by the inferencers: pixels
+    read with mmcv, BGR -> RGB and normalised with the config's mean/std;
+    texts tokenized by the config's SentencePiece model."""
+    import mmcv
+
+    from mmvlp.text import TextTokenizer
+    norm = cfg.model.data_preprocessor
+    mean = torch.tensor(norm.mean).view(3, 1, 1)
+    std = torch.tensor(norm.std).view(3, 1, 1)
+
+    def images(paths):
+        return torch.stack([
+            (torch.from_numpy(mmcv.imread(p)[..., ::-1].copy()).permute(
+                2, 0, 1).float() - mean) / std for p in paths])
+
+    tokenizer = TextTokenizer(tiny['text_model'], style='xlmr',
+                              max_length=cfg.max_text_len)
+
+    def texts(strings):
+        return tokenizer(list(strings), pad_to=cfg.max_text_len)
+
+    return images, texts
+
+
 def test_inferencers(tiny, trained, tmp_path):
-    """The four inferencers on the trained checkpoints: outputs agree with
-    the models run directly, and each saves a picture."""
+    """The four inferencers on the trained checkpoints: rankings, scores
+    and answers equal a computation from inputs prepared by hand (with
+    ``topk`` below the number of candidates); a VQA head built to prefer
+    one answer gives that answer and its probability; each saves a
+    picture."""
     from mmvlp.apis import (ImageCaptionInferencer,
                             ImageToTextRetrievalInferencer,
                             TextToImageRetrievalInferencer,
                             VisualQuestionAnsweringInferencer)
     folder = osp.join(tiny['data'], 'images', 'val')
-    images = sorted(osp.join(folder, f) for f in os.listdir(folder))[:4]
+    gallery = sorted(osp.join(folder, f) for f in os.listdir(folder))
+    images = gallery[:4]
     texts = ['a small red circle at the top left on a grey background',
-             'a large blue square at the middle center on a dark background']
+             'a large blue square at the middle center on a dark background',
+             'a green triangle at the bottom right',
+             'two shapes on a white background']
+    cfg = _config('retrieval', tiny)
+    load_images, tokenize = _by_hand(cfg, tiny)
 
-    t2i = TextToImageRetrievalInferencer(
-        _config('retrieval', tiny), trained['retrieval'], prototype=folder)
-    found = t2i(texts, topk=3, show_dir=str(tmp_path / 't2i'))
-    assert [len(r) for r in found] == [3, 3]
-    assert osp.isfile(tmp_path / 't2i' / '0.png')
+    t2i = TextToImageRetrievalInferencer(cfg, trained['retrieval'],
+                                         prototype=folder)
     model = t2i.model
-    # The best match of the first text, recomputed by hand.
-    image_feats = t2i.prototype_feats
-    ids, padding = model.texts([t2i.text_pipeline(
-        {'text': texts[0]})['data_samples']])
+    assert t2i.prototype == gallery and len(gallery) > 3
     with torch.no_grad():
-        scores = model.encode_text(ids, padding) @ image_feats.t()
-    assert found[0][0]['sample_idx'] == int(scores.argmax())
-    assert found[0][0]['match_score'] == pytest.approx(float(scores.max()),
-                                                       abs=1e-5)
-    assert found[0][0]['img_path'] == t2i.prototype[int(scores.argmax())]
+        image_feats = model.encode_image(load_images(gallery))
+        text_feats = model.encode_text(*tokenize(texts))
+    scores = text_feats @ image_feats.t()  # (texts, gallery images)
+    found = t2i(texts[:2], topk=3, show_dir=str(tmp_path / 't2i'))
+    assert osp.isfile(tmp_path / 't2i' / '0.png')
+    for row, matches in enumerate(found):
+        best = scores[row].topk(3)
+        assert [m['sample_idx'] for m in matches] == best.indices.tolist()
+        assert [m['img_path'] for m in matches] == [
+            gallery[i] for i in best.indices]
+        assert [m['match_score'] for m in matches] == pytest.approx(
+            best.values.tolist(), abs=1e-5)
 
-    i2t = ImageToTextRetrievalInferencer(
-        _config('retrieval', tiny), trained['retrieval'], prototype=texts)
+    i2t = ImageToTextRetrievalInferencer(cfg, trained['retrieval'],
+                                         prototype=texts)
     matches = i2t(images[:2], topk=2, show_dir=str(tmp_path / 'i2t'))
-    assert {m['text'] for m in matches[0]} == set(texts)
     assert osp.isfile(tmp_path / 'i2t' / '1.png')
+    for row, found in enumerate(matches):
+        best = scores[:, row].topk(2)  # image `row` against the 4 texts
+        assert [m['sample_idx'] for m in found] == best.indices.tolist()
+        assert [m['text'] for m in found] == [texts[i] for i in best.indices]
+        assert [m['match_score'] for m in found] == pytest.approx(
+            best.values.tolist(), abs=1e-5)
 
-    vqa = VisualQuestionAnsweringInferencer(_config('vqa', tiny),
-                                            trained['vqa'])
-    answers = vqa(images[0], 'what color is the background',
-                  show_dir=str(tmp_path / 'vqa'))
-    assert answers[0]['pred_answer'] in vqa.model.answers
+    vqa_cfg = _config('vqa', tiny)
+    vqa = VisualQuestionAnsweringInferencer(vqa_cfg, trained['vqa'])
+    question = 'what color is the background'
+    ids, padding = tokenize([question])
+    sample = DataSample(text_ids=ids[0], text_padding_mask=padding[0])
+    with torch.no_grad():
+        logits = vqa.model.extract_feat(load_images(images[:1]), [sample])
+    answers = vqa(images[0], question, show_dir=str(tmp_path / 'vqa'))
+    assert answers[0]['pred_answer'] == \
+        vqa.model.answers[int(logits.argmax())]
+    assert answers[0]['pred_score'] == pytest.approx(
+        float(logits.sigmoid().max()), abs=1e-5)
     assert os.listdir(tmp_path / 'vqa')
+    # A classifier that prefers answer k whatever it sees answers k with
+    # probability sigmoid(4).
+    last = vqa.model.head[3]
+    with torch.no_grad():
+        last.weight.zero_()
+        for k in (1, len(vqa.model.answers) - 1):
+            last.bias.fill_(-4.)
+            last.bias[k] = 4.
+            answer, = vqa(images[1], question)
+            assert answer['pred_answer'] == vqa.model.answers[k]
+            assert answer['pred_score'] == pytest.approx(1 / (1 + math.exp(
+                -4.)), abs=1e-6)
 
     captioner = ImageCaptionInferencer(_config('caption', tiny),
                                        trained['caption'])

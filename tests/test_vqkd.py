@@ -1,5 +1,8 @@
 """VQKD: token parity with mmpretrain 1.2.0, official-format conversion,
 training losses and input checks."""
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -121,12 +124,102 @@ def _tiny_vqkd(target=None):
 
 def test_training_step_losses_and_gradients():
     model = _tiny_vqkd().train()
-    losses = model(_images(4), mode='loss')
+    images = _images(4)
+    losses = model(images, mode='loss')
     assert set(losses) >= {'loss_rec', 'loss_quant', 'perplexity'}
-    assert 0 <= losses['loss_rec'].item() <= 2
     (losses['loss_rec'] + losses['loss_quant']).backward()
     assert model.encoder.layers[0].attn.qkv.weight.grad.abs().sum() > 0
     assert model.quantizer.initted  # k-means ran on the first batch
+    # The values by hand (eval: the codebook stays as it is): 1 - cosine of
+    # the decoded codes and the HOG target per patch, and beta times the
+    # mean squared distance of the l2-normalised features to their codes.
+    model.eval()
+    with torch.no_grad():
+        losses = model.loss(images)
+        ids = model.encode(images)
+        decoded = model.decode(ids)
+        target = model.target(images)
+        cosine = (decoded * target).sum(-1) / (
+            decoded.norm(dim=-1) * target.norm(dim=-1))
+        tokens, _ = model.run_encoder(images)
+        features = model.encode_task_layer(tokens[:, 1:])
+        features = features / features.norm(dim=-1, keepdim=True)
+        codes = model.quantizer.codebook[ids.flatten(1)]
+    torch.testing.assert_close(losses['loss_rec'], (1 - cosine).mean())
+    torch.testing.assert_close(
+        losses['loss_quant'],
+        model.quantizer.beta * ((codes - features)**2).mean())
+    assert 0.05 < float(losses['loss_rec']) < 1.5  # neither 0 nor opposite
+
+
+def _ramps(angles, height, width):
+    """Images whose three channels are linear ramps (one gradient
+    direction per image, a different scale and sign per channel)."""
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width),
+                             indexing='ij')
+    images = []
+    for degrees in angles:
+        angle = math.radians(degrees)
+        ramp = 128 + 2.5 * (math.sin(angle) * (rows - height / 2) +
+                            math.cos(angle) * (cols - width / 2))
+        images.append(np.stack([ramp, ramp * 0.5 + 40, 200 - ramp * 0.7]))
+    return np.stack(images)
+
+
+def _skimage_patch_hog(images, patch_size=16, cell=8, nbins=9):
+    """Per-patch features from ``skimage.feature.hog`` (one cell per block,
+    L2 norm: per-cell normalised histograms), in HOGTarget's order
+    (channel, bin, cell row, cell column). MaskFeat's HOG (mmpretrain's
+    HOGGenerator) takes the angle as ``atan2(gx, gy)`` of Sobel filters that
+    point the other way, i.e. the angle skimage measures on the transposed
+    image, so skimage sees each channel transposed and its cells are
+    transposed back. Sobel is 4x the central difference on linear ramps
+    (the per-cell normalisation removes the factor), and both set the
+    gradient across the image border to 0."""
+    from skimage.feature import hog
+    batch, _, height, width = images.shape
+    rows, cols = height // cell, width // cell
+    cells = np.zeros((batch, 3, nbins, rows, cols))
+    for b in range(batch):
+        for channel in range(3):
+            out = hog(images[b, channel].T / 255., orientations=nbins,
+                      pixels_per_cell=(cell, cell), cells_per_block=(1, 1),
+                      block_norm='L2', feature_vector=False)
+            cells[b, channel] = out[:, :, 0, 0, :].transpose(2, 1, 0)
+    per = patch_size // cell
+    return np.stack([
+        cells[..., r * per:(r + 1) * per, c * per:(c + 1) * per].reshape(
+            batch, -1) for r in range(rows // per) for c in range(cols // per)
+    ], 1)
+
+
+@pytest.mark.parametrize('size', [(32, 32), (32, 48)])
+def test_hog_target_matches_skimage(size):
+    """Orientation bins, magnitudes, per-cell normalisation and the
+    grouping of cells into patches (row-major, a non-square grid too) agree
+    with scikit-image on images with gradients inside the bins (ramps at
+    angles away from the bin edges, which differ by half a bin between the
+    two conventions)."""
+    from mmvlp.models.tokenizers import HOGTarget
+    images = _ramps((5, 35, 100, 125, 160, 245), *size)
+    target = HOGTarget(patch_size=16, nbins=9, pool=8, gaussian_window=0)
+    ours = target(torch.tensor(images, dtype=torch.float32))
+    expected = _skimage_patch_hog(images)
+    assert ours.shape == expected.shape == (
+        6, size[0] // 16 * size[1] // 16, 3 * 9 * 4)
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-5)
+
+
+def test_hog_target_matches_mmpretrain_maskfeat_hog():
+    """With its Gaussian window, HOGTarget equals mmpretrain's MaskFeat
+    HOGGenerator on the 14x14 patch grid that generator is written for."""
+    from mmpretrain.models.selfsup.maskfeat import HOGGenerator
+
+    from mmvlp.models.tokenizers import HOGTarget
+    images = _images(2, size=224)
+    reference = HOGGenerator(nbins=9, pool=8, gaussian_window=16)
+    torch.testing.assert_close(HOGTarget(patch_size=16)(images),
+                               reference(images / 255.))
 
 
 def test_encode_never_updates_codebook():

@@ -93,6 +93,14 @@ def consolidate_deepspeed(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
             osp.dirname(path), tag=osp.basename(path))
         client = _safe_torch_load(osp.join(path, model_files[0]),
                                   map_location='cpu')
+    # ZeRO-1 checkpoints list no frozen parameters for zero_to_fp32 (DeepSpeed
+    # saves them only when gradients are partitioned, stage >= 2), but their
+    # model states hold every weight: take the missing ones from there
+    # (stage 3's model states hold empty placeholders, never taken).
+    for key, value in (client.get('module') or {}).items():
+        if key not in state and isinstance(value, torch.Tensor) and \
+                value.numel() > 0:
+            state[key] = value
     return _fp32(state), dict(client.get('meta') or {})
 
 

@@ -331,10 +331,16 @@ class BEiT3(BaseModule):
             if side * side != src_rows:
                 raise ValueError(
                     f'{key} has {src_rows} patch rows, which is not a square '
-                    f'grid; resize it to {tuple(self.patch_grid)} yourself.')
+                    'grid, and nothing says which grid it is: load it with '
+                    "init_cfg=dict(type='Pretrained', checkpoint=..., "
+                    'pos_embed_grid=(h, w)) (or from a checkpoint of '
+                    "mmengine's Runner, whose saved config names it), or "
+                    f'resize it to {tuple(self.patch_grid)} with '
+                    'mmvlp.models.layers.resize_pos_embed first.')
             print_log(
                 f'Resize {key} from a {side}x{side} grid to '
-                f'{self.patch_grid[0]}x{self.patch_grid[1]} (bicubic).',
+                f'{self.patch_grid[0]}x{self.patch_grid[1]} (bicubic; a '
+                'square grid, as nothing names another).',
                 logger='current')
             state_dict[key] = resize_pos_embed(state_dict[key], (side, side),
                                                self.patch_grid)

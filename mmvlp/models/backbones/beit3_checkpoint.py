@@ -21,8 +21,11 @@ The pure functions here (:func:`extract_state_dict`,
 :func:`select_backbone_keys`, :func:`is_text_only_key`) are what the loader is
 made of and are tested on synthesized dicts.
 """
+import ast
+import logging
 import os.path as osp
-from typing import Dict, Iterable, List, Optional, Tuple
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -31,7 +34,7 @@ from mmengine.logging import print_log
 __all__ = [
     'TEXT_ONLY_DESCRIPTION', 'is_text_only_key', 'drop_text_only_keys',
     'make_vision_only', 'extract_state_dict', 'select_backbone_keys',
-    'load_pretrained_beit3'
+    'saved_patch_grid', 'load_pretrained_beit3'
 ]
 
 #: What a vision-only ``BEiT3`` drops, for messages.
@@ -230,22 +233,116 @@ def _resolve_path(checkpoint: str) -> str:
     return checkpoint
 
 
+def _literal(node: ast.AST) -> Any:
+    """The value of a config expression made of literals and ``dict(...)``
+    calls (what mmengine's ``Config.pretty_text`` writes); anything else
+    reads as None. Nothing is executed."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id == 'dict' and not node.args:
+        return {kw.arg: _literal(kw.value) for kw in node.keywords}
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys,
+                                                         node.values)}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(v) for v in node.elts]
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        return None
+
+
+def _model_cfg_of(checkpoint: dict) -> Optional[dict]:
+    """``model`` of the config that mmengine's Runner stores in a
+    checkpoint's ``meta['cfg']`` (parsed, never executed), or None."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    text = meta.get('cfg') if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == 'model'
+                for t in statement.targets):
+            value = _literal(statement.value)
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def saved_patch_grid(checkpoint: dict, prefix: str,
+                     patch_size: int) -> Optional[Tuple[int, int]]:
+    """The patch grid ``(h, w)`` the backbone under ``prefix`` was trained
+    with, read from the config that mmengine's Runner saves in the
+    checkpoint (``meta['cfg']``: ``model.<prefix>.img_size`` and
+    ``patch_size``), or None when the checkpoint does not say.
+
+    Args:
+        checkpoint (dict): What ``torch.load`` returned.
+        prefix (str): The backbone's prefix, e.g. ``'backbone.'``.
+        patch_size (int): Used when the saved config names no patch size.
+    """
+    from ..layers import grid_of
+    cfg = _model_cfg_of(checkpoint)
+    for part in [p for p in prefix.split('.') if p]:
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    if not isinstance(cfg, dict) or cfg.get('img_size') is None:
+        return None
+    try:
+        return grid_of(tuple(cfg['img_size']) if isinstance(
+            cfg['img_size'], list) else cfg['img_size'],
+                       int(cfg.get('patch_size') or patch_size))
+    except (TypeError, ValueError):
+        return None
+
+
+def _resize_vision_table(model: nn.Module, state: Dict[str, torch.Tensor],
+                         src_grid: Sequence[int], where: str) -> None:
+    """Resample ``state['pos_embed_vision']`` from ``src_grid`` to the
+    model's grid in place (bicubic, the CLS row kept)."""
+    from ..layers import resize_pos_embed
+    table = state.get('pos_embed_vision')
+    own = getattr(model, 'pos_embed_vision', None)
+    if table is None or own is None or table.dim() != 3 or \
+            table.shape == own.shape:
+        return
+    src_grid = tuple(int(v) for v in src_grid)
+    if table.shape[1] != 1 + src_grid[0] * src_grid[1]:
+        raise ValueError(
+            f'The position table has {table.shape[1] - 1} patch rows, not a '
+            f'{src_grid[0]}x{src_grid[1]} grid ({where}); set '
+            'pos_embed_grid=(h, w) in init_cfg to the grid the checkpoint '
+            'was trained with.')
+    grid = tuple(model.patch_grid)
+    print_log(f'Resize pos_embed_vision from a {src_grid[0]}x{src_grid[1]} '
+              f'grid ({where}) to {grid[0]}x{grid[1]} (bicubic).',
+              logger='current')
+    state['pos_embed_vision'] = resize_pos_embed(table, src_grid, grid)
+
+
 def load_pretrained_beit3(model: nn.Module,
                           checkpoint: str,
                           prefix: Optional[str] = None,
                           map_location: str = 'cpu',
-                          strict: Optional[bool] = None
+                          strict: Optional[bool] = None,
+                          pos_embed_grid: Optional[Sequence[int]] = None
                           ) -> Tuple[List[str], List[str]]:
     """Load a checkpoint's backbone weights into ``model`` (a ``BEiT3``).
 
     The vision position table is resampled to the model's image size and a
     vision-only model drops the text parts, each with one log line (see
-    ``BEiT3._load_from_state_dict``). A final norm in the checkpoint that the
-    model does not have (``final_norm=False``) is ignored with a note. What
-    loaded is checked as every mmvlp load is
-    (:mod:`mmvlp.utils.checkpoint_fit`, purpose ``'init'``): the patch
-    embedding and the layers must load, the file must have the model's
-    depth and shapes; the rest may start fresh (one log line).
+    ``BEiT3._load_from_state_dict``). The table's patch grid is
+    ``pos_embed_grid`` when given, else the one of the config that
+    mmengine's Runner saved in the checkpoint (``meta['cfg']``), else a
+    square (as in every official checkpoint); a table whose rows are no
+    square and whose grid the checkpoint does not name is refused. A final
+    norm in the checkpoint that the model does not have
+    (``final_norm=False``) is ignored with a note. What loaded is checked as
+    every mmvlp load is (:mod:`mmvlp.utils.checkpoint_fit`, purpose
+    ``'init'``): the patch embedding and the layers must load, the file must
+    have the model's depth and shapes; the rest may start fresh (one log
+    line).
 
     Args:
         model (BEiT3): The backbone.
@@ -254,6 +351,9 @@ def load_pretrained_beit3(model: nn.Module,
         map_location (str): As :func:`torch.load`. Defaults to ``'cpu'``.
         strict (bool, optional): None (default): the fit check; True: every
             key must match; False: load what fits (logged).
+        pos_embed_grid (Sequence[int], optional): ``(h, w)`` patch grid of
+            the checkpoint's vision position table (needed for a non-square
+            grid when the checkpoint's saved config does not give it).
 
     Returns:
         tuple[list[str], list[str]]: Missing and unexpected keys (beyond the
@@ -281,8 +381,12 @@ def load_pretrained_beit3(model: nn.Module,
     check_checkpoint_file(path, "BEiT3 init_cfg's checkpoint")
     raw = _load_checkpoint(path, map_location)
     file = summarize_checkpoint(raw, path)
+    state = extract_state_dict(raw)
+    wanted = prefix or 'backbone.'
+    wanted = wanted if wanted.endswith('.') else wanted + '.'
+    prefixed = any(k.startswith(wanted) for k in state)
     try:
-        state, source = select_backbone_keys(extract_state_dict(raw), prefix)
+        state, source = select_backbone_keys(state, prefix)
     except ValueError as error:
         raise CheckpointFitError(
             f'{error}\n  The file holds {file.describe()}.\n  Its use: '
@@ -309,6 +413,13 @@ def load_pretrained_beit3(model: nn.Module,
                          strict=_effective(strict), shapes_fatal=True,
                          shapes=model_shapes(model), **kwargs)
 
+    if pos_embed_grid is not None:
+        _resize_vision_table(model, state, pos_embed_grid, 'pos_embed_grid')
+    elif prefixed and hasattr(model, 'patch_size'):
+        saved = saved_patch_grid(raw, wanted, model.patch_size)
+        if saved is not None:
+            _resize_vision_table(model, state, saved,
+                                 "the checkpoint's saved config")
     resized = ('pos_embed_vision', 'pos_embed_text')
     wrong = {k: (tuple(v.shape), tuple(own[k].shape))
              for k, v in state.items()
