@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from mmvlp.models.quantizers import (BinarySphericalQuantizer,
-                                     NormEMAVectorQuantizer)
+                                     NormEMAVectorQuantizer,
+                                     kwargs_from_official)
 
 EPS = 1e-8
 
@@ -320,3 +321,32 @@ def test_bad_arguments():
         BinarySphericalQuantizer(8, group_size=4, entropy_eps=-1.)
     with pytest.raises(ValueError, match='inv_temperature must be > 0'):
         BinarySphericalQuantizer(8, group_size=4, inv_temperature=0.)
+
+
+def test_kwargs_from_official_configs():
+    qlip = dict(embed_dim=28, group_size=14, soft_entropy=True, beta=0.,
+                gamma_0=1., gamma_1=1., input_format='blc',
+                persample_entropy_compute='group', l2_norm=True,
+                inv_temperature=100.)
+    assert kwargs_from_official(qlip) == dict(
+        code_dims=28, group_size=14, commitment_weight=0.,
+        per_sample_weight=1., codebook_weight=1., per_sample_entropy='group',
+        inv_temperature=100., eps_style='qlip')
+    assert kwargs_from_official({})['code_dims'] == 18  # QLIP's default
+    bsq_vit = dict(embed_dim=18, beta=0., gamma0=1., gamma=1., zeta=1.,
+                   group_size=9, persample_entropy_compute='analytical',
+                   cb_entropy_compute='group', l2_norm=True)
+    kwargs = kwargs_from_official(bsq_vit)
+    assert kwargs['eps_style'] == 'bsq-vit'
+    assert kwargs['inv_temperature'] == 1.  # bsq-vit's default
+    assert kwargs['entropy_weight'] == 1.
+    bsq = BinarySphericalQuantizer(**kwargs)
+    z = _randn(2, 8, 18, seed=9)
+    out, _, ref, _ = _both(z, bsq, mode='analytical', style='bsq-vit')
+    assert out.loss.item() == pytest.approx(ref['loss'].item(), rel=1e-5)
+    for bad, match in ((dict(soft_entropy=False), 'hard entropy'),
+                       (dict(l2_norm=False), 'l2_norm=False'),
+                       (dict(cb_entropy_compute='nce'), 'cb_entropy_compute'),
+                       (dict(codebook_size=4), 'unknown official')):
+        with pytest.raises(ValueError, match=match):
+            kwargs_from_official(bad)

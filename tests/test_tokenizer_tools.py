@@ -173,6 +173,23 @@ def test_bsq_vit_fixed_contrastive_weight():
         _bsq(text=True, balance_momentum=1.)
 
 
+def test_bsq_vit_aligned_embeddings():
+    """embed_images / embed_texts are the embeddings the contrastive loss
+    compares (no dropout in this model, so train and eval agree)."""
+    model = _bsq(text=True, balance_by_grad=False).train()
+    images, samples = _text_batch(0)
+    losses = model(images, samples, mode='loss')
+    ids = torch.stack([s['text_ids'] for s in samples])
+    image_embeds = model.embed_images(images)
+    text_embeds = model.embed_texts(ids)
+    assert image_embeds.shape == text_embeds.shape == (4, 16)
+    torch.testing.assert_close(image_embeds.norm(dim=-1), torch.ones(4))
+    expected = contrastive_loss(image_embeds, text_embeds, model.logit_scale)
+    torch.testing.assert_close(losses['contrastive_raw'], expected)
+    with pytest.raises(RuntimeError, match='no text tower'):
+        _bsq().embed_images(images)
+
+
 def test_contrastive_loss_prefers_matching_pairs():
     embeds = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     scale = torch.tensor(np.log(10.))
