@@ -6,7 +6,8 @@ Usage:
         [--iters 1000] [--interval 10] [--momentum 0.9]
         [--variants per_step,every_k,every_k_ema,fixed]
         [--fixed-from 50] [--timing-rounds 5] [--timing-steps 10]
-        [--work-dir work_dirs/bsq_balancing] [--out .../results.json]
+        [--seed 0] [--work-dir work_dirs/bsq_balancing]
+        [--out .../results.json]
 
 Each variant trains the config from the same seed for ``--iters``
 iterations with the real Runner, then is evaluated on the held-out split:
@@ -24,8 +25,8 @@ image). Variants:
 
 Time per step is measured apart from the training runs, interleaved: one
 model per variant, ``--timing-rounds`` rounds of ``--timing-steps`` training
-steps of each variant in turn on the same batch, median seconds per step.
-Writes a JSON file and prints a table.
+steps of each variant in turn on the same batch, median seconds per step
+(``--timing-rounds 0`` skips it). Writes a JSON file and prints a table.
 """
 import argparse
 import json
@@ -80,6 +81,7 @@ def build_cfg(args, name: str, fixed_weight: float) -> Config:
                         if h.type != 'TokenizerVisualizationHook']
     cfg.work_dir = osp.join(args.work_dir, name)
     cfg.log_level = 'WARNING'
+    cfg.randomness = dict(seed=args.seed, deterministic=False)
     return cfg
 
 
@@ -179,6 +181,8 @@ def main() -> int:
                         'becomes the fixed weight')
     parser.add_argument('--timing-rounds', type=int, default=5)
     parser.add_argument('--timing-steps', type=int, default=10)
+    parser.add_argument('--seed', type=int, default=0,
+                        help='the runs\' seed (initialisation and data order)')
     parser.add_argument('--work-dir', default='work_dirs/bsq_balancing')
     parser.add_argument('--out', default=None,
                         help='JSON results (default: WORK_DIR/results.json)')
@@ -201,11 +205,13 @@ def main() -> int:
             fixed_weight = result['first_weights_mean']
         results.append(result)
         print(json.dumps(result), flush=True)
-    timing = interleaved_timing(args, names, fixed_weight)
+    timing = (interleaved_timing(args, names, fixed_weight)
+              if args.timing_rounds > 0 else {})
     for result in results:
-        result['s_per_step'] = timing[result['variant']]
+        seconds = timing.get(result['variant'], float('nan'))
+        result['s_per_step'] = seconds
         result['speedup_vs_per_step'] = (
-            timing.get('per_step', float('nan')) / timing[result['variant']])
+            timing.get('per_step', float('nan')) / seconds)
     out = args.out or osp.join(args.work_dir, 'results.json')
     os.makedirs(osp.dirname(out) or '.', exist_ok=True)
     with open(out, 'w') as f:
