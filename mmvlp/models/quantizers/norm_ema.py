@@ -132,6 +132,10 @@ class NormEMAVectorQuantizer(BaseModule):
     initialise or update anything, so quantizing with an uninitialised
     codebook in eval mode maps every vector to code 0.
 
+    The normalisation, code assignment, EMA and commitment run in float32
+    with autocast switched off, so bf16 autocast (or a bf16 codebook) does
+    not change the code choices; ``quantized`` has the input's dtype.
+
     Optional dead-code restart (``dead_code_restart_steps=N``): a code that
     no rank used for ``N`` consecutive training steps is re-seeded, after
     the EMA update, with a random l2-normalised vector of rank 0's batch
@@ -213,7 +217,7 @@ class NormEMAVectorQuantizer(BaseModule):
                 ``(B, N, D)``. Need not be normalised.
 
         Returns:
-            QuantizerOutput: ``quantized`` (fp32) is the code of each
+            QuantizerOutput: ``quantized`` (in ``z``'s dtype) is the code of each
             l2-normalised vector with a straight-through gradient to the
             normalised vector; ``losses`` holds ``'commitment'`` (MSE between the
             normalised input and its detached code) and ``loss`` is
@@ -225,7 +229,8 @@ class NormEMAVectorQuantizer(BaseModule):
         # fp32 with autocast off: under bf16 autocast the similarities
         # would be rounded and pick other codes for some vectors.
         with fp32_region(z):
-            return self._quantize(z.float())
+            out = self._quantize(z.float())
+        return out._replace(quantized=out.quantized.to(z.dtype))
 
     def _quantize(self, z: Tensor) -> QuantizerOutput:
         """:meth:`forward` on fp32 ``z`` outside autocast."""
