@@ -48,8 +48,8 @@ if ROOT not in sys.path:
 
 #: Sections in running order, with their time limit (seconds) on a GPU.
 SECTIONS = {'backbone_base': 120, 'backbone_large': 150,
-            'pretrain_zero2': 120, 'pretrain_fsdp': 120,
-            'caption_decoding': 60, 'dist_checks': 240}
+            'pretrain_zero2': 150, 'pretrain_fsdp': 150,
+            'caption_decoding': 90, 'dist_checks': 240}
 SMOKE_LIMIT_S = 60
 TINY_ARCH = json.dumps(dict(embed_dims=64, num_layers=2, num_heads=2,
                             feedforward_channels=128))
@@ -198,7 +198,7 @@ def section_pretrain(args: argparse.Namespace, name: str) -> dict:
     if args.cpu_smoke:
         result['status'] = 'not run (--cpu-smoke: needs a GPU)'
         return result
-    env = dict(os.environ, PYTHON=sys.executable,
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
                TORCH_EXTENSIONS_DIR=osp.join(args.work_dir,
                                              'torch_extensions'))
     start = time.perf_counter()
@@ -217,6 +217,13 @@ def section_pretrain(args: argparse.Namespace, name: str) -> dict:
     del summary['name']
     result.update(summary)
     return result
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def _load_tool(path: str):
