@@ -11,13 +11,13 @@ Every attention of mmvlp goes through :func:`attention`, which computes
 
 ``'auto'`` (the default) takes the explicit kernel on CPUs for bf16/fp16
 inputs of up to :data:`EXPLICIT_MAX_SCORES` scores per head, where it is the
-faster one, and SDPA everywhere else. Measured on a CPU with AVX512-BF16,
-one thread, base shapes (12 heads of 64), batch 4, forward + backward of the
-attention alone: 197 tokens 15 ms explicit vs 40 ms SDPA flash; 261 tokens
-with a padding mask 39 vs 81 ms; at batch 2, 577 tokens 81 vs 114 ms, 769
-tokens 210 vs 155 ms (the ``(N, N)`` scores stop fitting the caches; flash
-also never stores them). In fp32 on CPU and on GPUs SDPA's fused kernels are
-faster (``docs/benchmarks.md``).
+faster one, and SDPA everywhere else: on a CPU with AVX512-BF16, base
+shapes (12 heads of 64), SDPA's CPU flash kernel takes about twice the
+explicit kernel's time in bf16 at 197 tokens, 1.3-1.4x at 261 and 577, and
+is the faster one from about 769 tokens on (the ``(N, N)`` scores no longer
+fit the caches; flash never stores them); in fp32, and on GPUs, SDPA's
+fused kernels are faster (``benchmarks/attention.py``,
+``docs/benchmarks.md``).
 
 :func:`attention_kernel` overrides the choice for a block of code (tests,
 benchmarks, A/B runs)::
@@ -35,8 +35,7 @@ import torch.nn.functional as F
 #: Kernels :func:`attention_kernel` accepts.
 KERNELS = ('auto', 'sdpa', 'explicit')
 #: Largest ``N_query * N_key`` for which ``'auto'`` picks the explicit kernel
-#: on CPU (between 577^2, where it is 1.4x faster, and 769^2, where flash is
-#: 1.35x faster).
+#: on CPU (between 577^2, where it is faster, and 769^2, where flash is).
 EXPLICIT_MAX_SCORES = 640 * 640
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 _kernel = 'auto'
