@@ -228,3 +228,24 @@ def test_attention_dispatches_to_the_chosen_kernel(monkeypatch):
     attention(q, q, q)
     attention(q.to(BF16), q.to(BF16), q.to(BF16))
     assert calls == ['sdpa', 'explicit']
+
+
+def test_bf16_activation_checkpointing_gives_the_same_gradients():
+    """Under autocast the checkpointed layers recompute the explicit
+    attention kernel in the backward and get the same gradients."""
+    model = BEiT3(arch=SMALL, img_size=IMG).train()
+    images, text, padding = _inputs()
+    grads = []
+    for with_cp in (False, True):
+        model.set_grad_checkpointing(with_cp)
+        leaf = images.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=BF16):
+            out = model.forward_sequence(images=leaf, text_ids=text,
+                                         text_padding_mask=padding)
+        out.float().square().mean().backward()
+        grads.append([leaf.grad] + [p.grad.clone() for p in
+                                    model.parameters() if p.grad is not None])
+        model.zero_grad(set_to_none=True)
+    assert len(grads[0]) == len(grads[1]) > 10
+    for plain, checkpointed in zip(*grads):
+        torch.testing.assert_close(checkpointed, plain, rtol=1e-5, atol=1e-6)
