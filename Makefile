@@ -108,9 +108,13 @@ demo-tokenizers: install data/demo/text_spm.model
 
 # Side-by-side benchmarks against torchscale's BEiT3 and mmpretrain's VQKD
 # (docs/benchmarks.md); each prints a RESULT line and writes
-# work_dirs/benchmarks/<name>.json. About 4-5 min on 2 idle CPU cores.
+# work_dirs/benchmarks/<name>.json. The backbone step runs in bf16 where the
+# CPU has bf16 units (AMX / AVX512-BF16), then in fp32. About 7 min on 2
+# idle CPU cores.
 benchmarks: install
 	$(PY) benchmarks/backbone.py
+	$(PY) benchmarks/backbone.py --dtype fp32 \
+		--out work_dirs/benchmarks/backbone_fp32.json
 	$(PY) benchmarks/tokenizer.py
 	$(PY) benchmarks/data_pipeline.py
 

@@ -19,17 +19,28 @@ the rise of the peak resident set with glibc's allocator set to return
 freed tensors to the system (see ``benchmarks/common.py``); on CUDA with
 ``torch.cuda.max_memory_allocated``.
 
-CPU runs in fp32; on a GPU the step runs under bf16 autocast and the model
-FLOP utilisation is reported when the GPU's peak is known (``--peak-tflops``).
+``--dtype bf16`` (the default where bf16 pays: a GPU with bf16, a CPU with
+AMX or AVX512-BF16 units) runs both forwards under
+``torch.autocast(device, dtype=torch.bfloat16)`` and the GEMM floor in bf16,
+and adds the official model's fp32 step to the rounds (``official_fp32``):
+mmvlp's bf16 step is compared with the official step under the same
+autocast and with the official fp32 step. ``--dtype fp32`` runs everything
+in fp32. The process-wide settings that decide the speed (threads, the ISA
+of ATen and oneDNN, whether oneDNN's bf16 GEMMs use AMX) are printed and
+stored. On a GPU the model FLOP utilisation is reported when the GPU's
+peak is known (``--peak-tflops``).
 
 Usage::
 
-    python benchmarks/backbone.py                 # base, batch 4, CPU fp32
+    python benchmarks/backbone.py                 # base, batch 4, bf16 if
+                                                  # the CPU has bf16 units
+    python benchmarks/backbone.py --dtype fp32
     python benchmarks/backbone.py --device cuda --batch-size 64 --arch large
 """
 import argparse
 import os
 import sys
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -38,12 +49,15 @@ if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
 
-from benchmarks.common import (add_common_args, compare,  # noqa: E402
-                               cpu_memory_tracking, finish,
-                               machine_info, peak_memory, resolve_device,
-                               run_interleaved, setup_threads)
+from benchmarks.common import (add_common_args, bf16_supported,  # noqa
+                               compare, cpu_memory_tracking,
+                               describe_settings, finish, machine_info,
+                               median, peak_memory, process_settings,
+                               resolve_device, run_interleaved,
+                               setup_threads)
 
 MODES = ('image', 'image_text')
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 #: Smallest default batch of the memory measurement (see --help).
 MEMORY_BATCH = 16
 #: Dense bf16 peak (TFLOPS) of common GPUs, for model FLOP utilisation.
@@ -76,9 +90,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-floor', action='store_true',
                         help='skip timing the step\'s GEMMs alone (the '
                         'floor that bounds any implementation\'s speed-up)')
+    parser.add_argument('--dtype', choices=('auto', *DTYPES), default='auto',
+                        help='precision of the steps: bf16 (autocast) or '
+                        'fp32; auto: bf16 where it pays (a GPU with bf16, a '
+                        'CPU with AMX or AVX512-BF16), else fp32')
+    parser.add_argument('--no-fp32-baseline', action='store_true',
+                        help='with --dtype bf16, leave the official fp32 '
+                        'step out of the rounds')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time mmvlp with its layers compiled '
+                        '(torch.compile, inductor; compiled before timing)')
     parser.add_argument('--profile', action='store_true',
-                        help='also profile one step of each model (torch '
-                        'profiler) and store the top operators')
+                        help='also profile each model\'s step (torch '
+                        'profiler, the fastest of 3 per operator) and store '
+                        'and print the top operators')
     add_common_args(parser, 'work_dirs/benchmarks/backbone.json')
     args = parser.parse_args(argv)
     args.modes = [m for m in args.modes.split(',') if m]
@@ -144,17 +169,18 @@ def forward_fns(official: torch.nn.Module, mmvlp: torch.nn.Module,
 
 
 def training_step(model: torch.nn.Module, forward: Callable[[], torch.Tensor],
-                  device: torch.device) -> Callable[[], None]:
-    """Forward, ``mean()`` loss, backward, drop the gradients.
+                  device: torch.device,
+                  dtype: torch.dtype = torch.float32) -> Callable[[], None]:
+    """Forward (under bf16 autocast when ``dtype`` is bf16), ``mean()``
+    loss, backward, drop the gradients.
 
     The returned function's ``grad_mib`` attribute holds the size of the
     gradients of the last step (part of every step's peak memory).
     """
-    autocast = device.type == 'cuda'
+    autocast = dtype != torch.float32
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16,
-                            enabled=autocast):
+        with torch.autocast(device.type, dtype=dtype, enabled=autocast):
             out = forward()
         out.float().mean().backward()
         step.grad_mib = sum(p.grad.numel() * p.grad.element_size()
@@ -179,7 +205,8 @@ def step_flops(args: argparse.Namespace, settings: dict, mode: str) -> float:
 
 
 def gemm_floor(args: argparse.Namespace, settings: dict, mode: str,
-               device: torch.device) -> Callable[[], None]:
+               device: torch.device,
+               dtype: torch.dtype = torch.float32) -> Callable[[], None]:
     """The matrix multiplies of one training step and nothing else.
 
     Every GEMM of the step with its real shape and layout: per layer and
@@ -199,7 +226,6 @@ def gemm_floor(args: argparse.Namespace, settings: dict, mode: str,
     text = args.text_len if mode == 'image_text' else 0
     batch = args.batch_size
     tokens = 1 + grid * grid + text
-    dtype = torch.bfloat16 if device.type == 'cuda' else torch.float32
     generator = torch.Generator().manual_seed(args.seed)
 
     def rand(*shape: int) -> torch.Tensor:
@@ -240,34 +266,50 @@ def gemm_floor(args: argparse.Namespace, settings: dict, mode: str,
 
 
 def check_outputs(fns: Dict[str, Callable[[], torch.Tensor]],
-                  models: Sequence[torch.nn.Module]) -> float:
-    """Largest absolute difference of the two models' outputs (eval mode,
-    no grad)."""
+                  models: Sequence[torch.nn.Module],
+                  dtype: torch.dtype = torch.float32) -> float:
+    """How far apart the two models' outputs are (eval mode, no grad): the
+    largest absolute difference in fp32, the relative (norm) difference
+    under autocast to ``dtype``."""
     for model in models:
         model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(
+                next(models[0].parameters()).device.type, dtype=dtype,
+                enabled=dtype != torch.float32):
             outs = [fn().float() for fn in fns.values()]
     finally:
         for model in models:
             model.train()
-    return (outs[0] - outs[1]).abs().max().item()
+    if dtype == torch.float32:
+        return (outs[0] - outs[1]).abs().max().item()
+    return ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
 
 
-def profile_step(step: Callable[[], None], top: int = 12) -> List[dict]:
-    """Self time of the top operators of one step."""
+def profile_step(step: Callable[[], None], top: int = 15,
+                 runs: int = 3) -> List[dict]:
+    """Self time of the top operators of a step: the fastest of ``runs``
+    profiled steps per operator (a shared machine slows single runs)."""
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step()
-    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in events) or 1.
-    return [dict(op=e.key, self_ms=round(e.self_cpu_time_total / 1e3, 1),
-                 share=round(e.self_cpu_time_total / total, 4),
-                 calls=e.count) for e in events[:top]]
+    best: Dict[str, dict] = {}
+    for _ in range(runs):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        for event in prof.key_averages():
+            ms = event.self_cpu_time_total / 1e3
+            if event.key not in best or ms < best[event.key]['self_ms']:
+                best[event.key] = dict(op=event.key, self_ms=round(ms, 2),
+                                       calls=event.count)
+    rows = sorted(best.values(), key=lambda row: -row['self_ms'])
+    total = sum(row['self_ms'] for row in rows) or 1.
+    for row in rows:
+        row['share'] = round(row['self_ms'] / total, 4)
+    return rows[:top]
 
 
 def measure_memory(models: Sequence[torch.nn.Module], inputs: dict,
-                   modes: Sequence[str], device: torch.device) -> dict:
+                   modes: Sequence[str], device: torch.device,
+                   dtype: torch.dtype = torch.float32) -> dict:
     """Peak memory of one step of the official model, mmvlp and mmvlp with
     activation checkpointing (each after one warm-up step)."""
     official, mmvlp = models
@@ -281,7 +323,7 @@ def measure_memory(models: Sequence[torch.nn.Module], inputs: dict,
         for name, model, forward, with_cp in variants:
             if model is mmvlp:
                 mmvlp.set_grad_checkpointing(with_cp)
-            step = training_step(model, forward, device)
+            step = training_step(model, forward, device, dtype)
             step()
             with peak_memory(device) as mem:
                 step()
@@ -291,19 +333,156 @@ def measure_memory(models: Sequence[torch.nn.Module], inputs: dict,
     return result
 
 
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``--dtype``: ``auto`` is bf16 where it pays on ``device``."""
+    if name == 'auto':
+        name = 'bf16' if bf16_supported(device) else 'fp32'
+    return DTYPES[name]
+
+
+def compiled_forward(mmvlp: torch.nn.Module, inputs: dict, mode: str
+                     ) -> Callable[[], torch.Tensor]:
+    """mmvlp's forward with every layer compiled (``torch.compile``; the
+    layers share one compiled graph, their weights are its inputs)."""
+    import copy
+    model = copy.deepcopy(mmvlp)
+    for layer in model.layers:
+        layer.compile()
+    fn = forward_fns(model, model, inputs, mode)['mmvlp']
+    fn.model = model
+    return fn
+
+
+def _attention_kernel(args: argparse.Namespace, settings: dict, mode: str,
+                      device: torch.device, dtype: torch.dtype) -> str:
+    """The attention kernel mmvlp's step runs for this input."""
+    from mmvlp.models.layers.attention_kernels import choose_kernel
+    grid = args.img_size // args.patch_size
+    tokens = 1 + grid * grid + (args.text_len if mode == 'image_text' else 0)
+    q = torch.empty(1, 1, tokens, settings['embed_dims'] //
+                    settings['num_heads'], device=device, dtype=dtype)
+    return choose_kernel(q, q)
+
+
+def _print_profile(name: str, rows: List[dict]) -> None:
+    print(f'  profile of {name} (self time, fastest of 3 per operator):')
+    for row in rows:
+        print(f'    {row["self_ms"]:9.1f} ms {100 * row["share"]:5.1f}% '
+              f'{row["calls"]:5d}x {row["op"]}')
+
+
+def time_mode(args: argparse.Namespace, settings: dict, mode: str,
+              models: Sequence[torch.nn.Module], inputs: dict,
+              device: torch.device, dtype: torch.dtype,
+              peak_tflops: Optional[float], headline: dict) -> dict:
+    """The interleaved rounds of one input kind and their summary."""
+    official, mmvlp = models
+    bf16 = dtype != torch.float32
+    fns = forward_fns(official, mmvlp, inputs, mode)
+    max_diff = check_outputs(fns, (official, mmvlp))
+    steps = dict(official=training_step(official, fns['official'], device,
+                                        dtype),
+                 mmvlp=training_step(mmvlp, fns['mmvlp'], device, dtype))
+    if not args.no_floor:
+        steps['gemm_floor'] = gemm_floor(args, settings, mode, device, dtype)
+    if bf16 and not args.no_fp32_baseline:
+        steps['official_fp32'] = training_step(official, fns['official'],
+                                               device)
+    entry = dict(output_max_abs_diff_fp32=max_diff,
+                 output_rel_diff=check_outputs(fns, models, dtype),
+                 attention_kernel=_attention_kernel(args, settings, mode,
+                                                    device, dtype))
+    if args.compile:
+        forward = compiled_forward(mmvlp, inputs, mode)
+        steps['mmvlp_compiled'] = training_step(forward.model, forward,
+                                                device, dtype)
+        start = time.perf_counter()
+        steps['mmvlp_compiled']()
+        entry['compile_s'] = time.perf_counter() - start
+    samples = run_interleaved(steps, args.repeats, args.warmup, device)
+    stats = compare(samples['official'], samples['mmvlp'])
+    flops = step_flops(args, settings, mode)
+    entry.update(samples=samples, comparison=stats, step_gflop=flops / 1e9)
+    medians = {name: median([run['wall_s'] for run in runs])
+               for name, runs in samples.items()}
+    for name, seconds in medians.items():
+        if name == 'gemm_floor':
+            continue
+        entry[f'{name}_samples_per_s'] = args.batch_size / seconds
+        entry[f'{name}_achieved_tflops'] = flops / seconds / 1e12
+        if peak_tflops:
+            entry[f'{name}_mfu'] = flops / seconds / 1e12 / peak_tflops
+    speedup = stats['wall_s']['speedup']
+    headline[f'{mode}_speedup'] = speedup
+    headline[f'{mode}_speedup_cpu'] = stats['cpu_s']['speedup']
+    precision = 'bf16' if bf16 else 'fp32'
+    lines = [f'  {mode}: official {medians["official"]:.3f}s, mmvlp '
+             f'{medians["mmvlp"]:.3f}s per {precision} step (median); '
+             f'speed-up {speedup:.3f}x wall, {stats["cpu_s"]["speedup"]:.3f}x '
+             f'cpu time; attention kernel {entry["attention_kernel"]}; '
+             f'outputs differ by {max_diff:.1e} (max, fp32), '
+             f'{entry["output_rel_diff"]:.1e} (relative, {precision})']
+    if 'gemm_floor' in samples:
+        bound = compare(samples['official'], samples['gemm_floor'])
+        over = compare(samples['mmvlp'], samples['gemm_floor'])
+        entry.update(gemm_floor=bound, bound=bound['wall_s']['speedup'],
+                     mmvlp_over_floor=over['wall_s']['speedup'])
+        headline[f'{mode}_bound'] = entry['bound']
+        headline[f'{mode}_over_floor'] = entry['mmvlp_over_floor']
+        lines.append(f'    the step\'s GEMMs alone ({precision}) take '
+                     f'{medians["gemm_floor"]:.3f}s: mmvlp\'s step is '
+                     f'{entry["mmvlp_over_floor"]:.3f}x that floor, and no '
+                     f'implementation of this arithmetic can beat the '
+                     f'official step by more than {entry["bound"]:.3f}x')
+    if 'official_fp32' in samples:
+        vs_fp32 = compare(samples['official_fp32'], samples['mmvlp'])
+        entry['vs_official_fp32'] = vs_fp32
+        headline[f'{mode}_speedup_vs_fp32'] = vs_fp32['wall_s']['speedup']
+        lines.append(f'    official fp32 step {medians["official_fp32"]:.3f}s'
+                     f': mmvlp bf16 is {vs_fp32["wall_s"]["speedup"]:.3f}x '
+                     f'faster')
+    if 'mmvlp_compiled' in samples:
+        comp = compare(samples['official'], samples['mmvlp_compiled'])
+        eager = compare(samples['mmvlp'], samples['mmvlp_compiled'])
+        entry.update(compiled=comp, compiled_vs_eager=eager)
+        headline[f'{mode}_speedup_compiled'] = comp['wall_s']['speedup']
+        lines.append(f'    mmvlp with compiled layers '
+                     f'{medians["mmvlp_compiled"]:.3f}s: '
+                     f'{comp["wall_s"]["speedup"]:.3f}x the official step, '
+                     f'{eager["wall_s"]["speedup"]:.3f}x eager mmvlp '
+                     f'(compiled in {entry["compile_s"]:.0f}s)')
+    if peak_tflops:
+        headline[f'{mode}_mfu'] = entry['mmvlp_mfu']
+        lines.append(f'    model FLOP utilisation: official '
+                     f'{entry["official_mfu"]:.1%}, mmvlp '
+                     f'{entry["mmvlp_mfu"]:.1%} of {peak_tflops:.0f} TFLOPS')
+    print('\n'.join(lines), flush=True)
+    if args.profile:
+        entry['profile'] = {}
+        for name, step in steps.items():
+            if name != 'gemm_floor':
+                entry['profile'][name] = profile_step(step)
+                _print_profile(name, entry['profile'][name])
+    return entry
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     device = resolve_device(args.device)
     setup_threads(args.threads)
+    dtype = resolve_dtype(args.dtype, device)
 
     from mmvlp.models.backbones.beit3 import ARCH_SETTINGS
     from mmvlp.models.layers import resolve_arch
     settings = resolve_arch(args.arch, ARCH_SETTINGS, 'BEiT3')
-    precision = 'bf16-autocast' if device.type == 'cuda' else 'fp32'
+    precision = 'bf16-autocast' if dtype == torch.bfloat16 else 'fp32'
+    process = process_settings(device)
     print(f'BEiT3 {args.arch} training step, official (torchscale 0.3.0) vs '
-          f'mmvlp, batch {args.batch_size}, {precision} on {device}, '
-          f'{torch.get_num_threads()} threads', flush=True)
+          f'mmvlp, batch {args.batch_size}, {precision} on {device}',
+          flush=True)
+    print(f'Settings: {describe_settings(process)}', flush=True)
     payload = dict(benchmark='backbone', machine=machine_info(device),
+                   process_settings=process,
                    settings=dict(arch=args.arch, batch_size=args.batch_size,
                                  img_size=args.img_size,
                                  patch_size=args.patch_size,
@@ -319,54 +498,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         name = torch.cuda.get_device_name(device)
         peak_tflops = next((v for k, v in GPU_PEAK_TFLOPS.items()
                             if k in name), None)
-    headline = {}
+    payload['settings']['peak_tflops'] = peak_tflops
+    headline = dict(precision=precision)
     for mode in args.modes:
         print(f'{mode}:', flush=True)
-        fns = forward_fns(official, mmvlp, inputs, mode)
-        max_diff = check_outputs(fns, (official, mmvlp))
-        steps = dict(official=training_step(official, fns['official'],
-                                            device),
-                     mmvlp=training_step(mmvlp, fns['mmvlp'], device))
-        if not args.no_floor:
-            steps['gemm_floor'] = gemm_floor(args, settings, mode, device)
-        samples = run_interleaved(steps, args.repeats, args.warmup, device)
-        stats = compare(samples['official'], samples['mmvlp'])
-        flops = step_flops(args, settings, mode)
-        entry = dict(samples=samples, comparison=stats,
-                     output_max_abs_diff=max_diff, step_gflop=flops / 1e9)
-        for name, key in (('official', 'baseline_median'),
-                          ('mmvlp', 'candidate_median')):
-            seconds = stats['wall_s'][key]
-            entry[f'{name}_samples_per_s'] = args.batch_size / seconds
-            entry[f'{name}_achieved_tflops'] = flops / seconds / 1e12
-            if peak_tflops:
-                entry[f'{name}_mfu'] = flops / seconds / 1e12 / peak_tflops
-        floor_note = ''
-        if 'gemm_floor' in samples:
-            bound = compare(samples['official'], samples['gemm_floor'])
-            entry['gemm_floor'] = bound
-            entry['bound'] = bound['wall_s']['speedup']
-            headline[f'{mode}_bound'] = entry['bound']
-            floor_note = (f'; the GEMMs alone take '
-                          f'{bound["wall_s"]["candidate_median"]:.3f}s, so '
-                          f'no implementation of this arithmetic can beat '
-                          f'the official step by more than '
-                          f'{entry["bound"]:.3f}x')
-        if args.profile:
-            entry['profile'] = {name: profile_step(step)
-                                for name, step in steps.items()
-                                if name != 'gemm_floor'}
-        payload['modes'][mode] = entry
-        speedup = stats['wall_s']['speedup']
-        print(f'  {mode}: official {stats["wall_s"]["baseline_median"]:.3f}s'
-              f', mmvlp {stats["wall_s"]["candidate_median"]:.3f}s per step '
-              f'(median); speed-up {speedup:.3f}x wall, '
-              f'{stats["cpu_s"]["speedup"]:.3f}x cpu time; outputs differ '
-              f'by {max_diff:.1e}{floor_note}', flush=True)
-        headline[f'{mode}_speedup'] = speedup
-        headline[f'{mode}_speedup_cpu'] = stats['cpu_s']['speedup']
-        if peak_tflops:
-            headline[f'{mode}_mfu'] = entry['mmvlp_mfu']
+        payload['modes'][mode] = time_mode(args, settings, mode,
+                                           (official, mmvlp), inputs, device,
+                                           dtype, peak_tflops, headline)
     if not args.no_memory:
         # After the timing: fixing the allocator's threshold slows it down.
         if args.memory_batch_size != args.batch_size:
@@ -374,7 +512,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         with cpu_memory_tracking() as tracking:
             if device.type == 'cuda' or tracking:
                 memory = measure_memory((official, mmvlp), inputs,
-                                        args.modes, device)
+                                        args.modes, device, dtype)
             else:
                 memory = None
                 print('Peak memory not measured: needs Linux with glibc '
@@ -385,7 +523,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             ratios = {name: entry[name]['peak_mib'] / base
                       for name in ('mmvlp', 'mmvlp_with_cp')}
             entry['ratio_to_official'] = ratios
-            print(f'  {mode} peak memory of a step: official {base:.0f} MiB,'
+            print(f'  {mode} peak memory of a {precision} step, batch '
+                  f'{args.memory_batch_size}: official {base:.0f} MiB,'
                   f' mmvlp {entry["mmvlp"]["peak_mib"]:.0f} MiB '
                   f'({ratios["mmvlp"]:.2f}x), with_cp '
                   f'{entry["mmvlp_with_cp"]["peak_mib"]:.0f} MiB '

@@ -7,11 +7,14 @@ import os
 import platform
 import re
 import statistics
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
+
 
 def add_common_args(parser: argparse.ArgumentParser,
                     out: str) -> argparse.ArgumentParser:
@@ -248,6 +251,113 @@ def machine_info(device: torch.device) -> dict:
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
     return info
+
+
+def _cpu_flags() -> set:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+#: A bf16 matrix multiply for oneDNN to report its ISA and kernel on.
+_ONEDNN_PROBE = ('import torch; a = torch.ones(256, 256, dtype=torch.bfloat16)'
+                 '; torch.mm(a, a)')
+
+
+def onednn_info(timeout: float = 120.) -> dict:
+    """What oneDNN runs bf16 matrix multiplies with on this CPU.
+
+    One bf16 ``torch.mm`` in a child process with ``ONEDNN_VERBOSE=1``:
+    ``isa`` is the instruction set oneDNN dispatches to (e.g. "Intel
+    AVX-512 with Intel DL Boost and bfloat16 support", or "... AMX ...") and
+    ``bf16_matmul_kernel`` the kernel that ran (``brg_matmul:avx512_core_amx``
+    uses AMX tiles, ``...avx512_core_bf16`` the AVX512-BF16 dot products).
+    ``ONEDNN_MAX_CPU_ISA`` in the environment caps the ISA for A/B runs.
+
+    Returns:
+        dict: ``isa``, ``bf16_matmul_kernel``, ``amx`` (bool) and the
+        verbose lines, or ``error`` when the probe failed.
+    """
+    env = dict(os.environ, ONEDNN_VERBOSE='1')
+    try:
+        proc = subprocess.run([sys.executable, '-c', _ONEDNN_PROBE], env=env,
+                              capture_output=True, text=True,
+                              timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return dict(error=f'{type(exc).__name__}: {exc}')
+    isa = re.search(r'^onednn_verbose,.*,cpu,isa:(.*)$', proc.stdout, re.M)
+    kernel = re.search(r'^onednn_verbose,.*primitive,exec,cpu,matmul,'
+                       r'([^,]+),', proc.stdout, re.M)
+    info = dict(isa=isa.group(1).strip() if isa else None,
+                bf16_matmul_kernel=kernel.group(1) if kernel else None,
+                max_cpu_isa=os.environ.get('ONEDNN_MAX_CPU_ISA'))
+    info['amx'] = bool(info['bf16_matmul_kernel'] and
+                       'amx' in info['bf16_matmul_kernel'])
+    if proc.returncode != 0 or info['isa'] is None:
+        info['error'] = (proc.stderr or proc.stdout)[-500:]
+    return info
+
+
+def cpu_bf16_units() -> List[str]:
+    """The CPU's bf16 arithmetic units (``/proc/cpuinfo`` flags
+    ``amx_bf16``, ``avx512_bf16``); empty when it has none (bf16 is then
+    emulated and slower than fp32) or the flags cannot be read."""
+    flags = _cpu_flags()
+    return [f for f in ('amx_bf16', 'avx512_bf16') if f in flags]
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 mixed precision pays on ``device``: a GPU that supports
+    bf16, or a CPU with AMX or AVX512-BF16 units."""
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    return bool(cpu_bf16_units())
+
+
+def process_settings(device: torch.device) -> dict:
+    """The process-wide settings that decide a step's speed: threads, the
+    ISA ATen's and oneDNN's kernels use, the BLAS, the matmul precision."""
+    info = dict(
+        torch_threads=torch.get_num_threads(),
+        interop_threads=torch.get_num_interop_threads(),
+        omp_num_threads=os.environ.get('OMP_NUM_THREADS'),
+        aten_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_bf16_units=cpu_bf16_units(),
+        mkl=torch.backends.mkl.is_available(),
+        mkldnn=torch.backends.mkldnn.is_available(),
+        float32_matmul_precision=torch.get_float32_matmul_precision(),
+    )
+    if device.type == 'cpu' and torch.backends.mkldnn.is_available():
+        info['onednn'] = onednn_info()
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+        info['cuda'] = torch.version.cuda
+        info['cudnn'] = torch.backends.cudnn.version()
+    return info
+
+
+def describe_settings(info: dict) -> str:
+    """One line of :func:`process_settings` for the log."""
+    parts = [f'{info["torch_threads"]} torch threads '
+             f'(OMP_NUM_THREADS={info["omp_num_threads"]})',
+             f'ATen CPU capability {info["aten_cpu_capability"]}',
+             f'bf16 units: {", ".join(info["cpu_bf16_units"]) or "none"}']
+    onednn = info.get('onednn')
+    if onednn:
+        if onednn.get('isa'):
+            parts.append(f'oneDNN ISA: {onednn["isa"]}; bf16 matmul kernel '
+                         f'{onednn["bf16_matmul_kernel"]} (AMX '
+                         f'{"used" if onednn["amx"] else "not used"})')
+        else:
+            parts.append(f'oneDNN probe failed: {onednn.get("error")}')
+    if 'gpu' in info:
+        parts.append(f'{info["gpu"]}, CUDA {info["cuda"]}')
+    return '; '.join(parts)
 
 
 def finish(name: str, payload: dict, out: str,

@@ -54,7 +54,8 @@ def test_backbone_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / 'backbone.json'
     payload = backbone.main(['--arch', TINY_ARCH, '--img-size', '32',
                              '--text-len', '8', '--batch-size', '2',
-                             '--device', 'cpu', '--out', str(out), *FAST])
+                             '--device', 'cpu', '--dtype', 'fp32',
+                             '--out', str(out), *FAST])
     result = _result_line(capsys)
     assert result['json'] == str(out) and 'image_text_speedup' in result
     # The GEMM floor ran beside both models and bounds the speed-up.
@@ -63,7 +64,8 @@ def test_backbone_benchmark_tiny(tmp_path, capsys):
     saved = json.loads(out.read_text())
     for mode in backbone.MODES:
         entry = saved['modes'][mode]
-        assert entry['output_max_abs_diff'] < 1e-4  # same model, same input
+        assert entry['output_max_abs_diff_fp32'] < 1e-4  # same model
+        assert 'official_fp32' not in entry['samples']  # fp32 run
         assert len(entry['samples']['official']) == 2
         assert len(entry['samples']['gemm_floor']) == 2
         memory = saved['memory'][mode]
@@ -74,6 +76,63 @@ def test_backbone_benchmark_tiny(tmp_path, capsys):
             saved['memory']['image']['mmvlp']['gradients_mib'])
     assert payload['settings']['precision'] == 'fp32'
     assert payload['settings']['memory_batch_size'] == backbone.MEMORY_BATCH
+
+
+def test_backbone_benchmark_tiny_bf16(tmp_path, capsys):
+    """bf16: both models under autocast, the GEMM floor in bf16 and the
+    official fp32 step in the same rounds; the settings are recorded."""
+    out = tmp_path / 'backbone.json'
+    payload = backbone.main(['--arch', TINY_ARCH, '--img-size', '32',
+                             '--text-len', '8', '--batch-size', '2',
+                             '--device', 'cpu', '--dtype', 'bf16',
+                             '--no-memory', '--modes', 'image',
+                             '--out', str(out), *FAST])
+    result = _result_line(capsys)
+    assert result['precision'] == 'bf16-autocast'
+    for key in ('image_speedup', 'image_speedup_vs_fp32', 'image_bound',
+                'image_over_floor'):
+        assert float(result[key]) > 0, key
+    entry = json.loads(out.read_text())['modes']['image']
+    assert set(entry['samples']) == {'official', 'mmvlp', 'gemm_floor',
+                                     'official_fp32'}
+    assert entry['attention_kernel'] == 'explicit'
+    # bf16 really ran (outputs differ from each other's by bf16 rounding,
+    # not by 1e-7), and the models agree to bf16 precision.
+    assert 1e-4 < entry['output_rel_diff'] < 0.05
+    settings = payload['process_settings']
+    assert settings['torch_threads'] == torch.get_num_threads()
+    assert settings['aten_cpu_capability'] == \
+        torch.backends.cpu.get_cpu_capability()
+    assert 'onednn' in settings
+
+
+def test_training_step_runs_under_autocast():
+    model = torch.nn.Linear(4, 4)
+    seen = []
+
+    def forward():
+        out = model(torch.ones(2, 4))
+        seen.append(out.dtype)
+        return out
+
+    for dtype in (torch.bfloat16, torch.float32):
+        step = backbone.training_step(model, forward, torch.device('cpu'),
+                                      dtype)
+        step()
+        assert step.grad_mib > 0 and model.weight.grad is None
+    assert seen == [torch.bfloat16, torch.float32]
+
+
+def test_onednn_info_reports_the_bf16_kernel():
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip('torch built without oneDNN')
+    info = common.onednn_info()
+    assert info.get('error') is None, info
+    assert info['isa'] and info['bf16_matmul_kernel']
+    assert info['amx'] == ('amx' in info['bf16_matmul_kernel'])
+    assert common.describe_settings(dict(
+        torch_threads=1, omp_num_threads='1', aten_cpu_capability='X',
+        cpu_bf16_units=[], onednn=info)).count(info['isa']) == 1
 
 
 def test_step_flops_counts_the_matmuls():
@@ -109,11 +168,13 @@ def test_gemm_floor_does_the_steps_arithmetic():
     patch_grad = 2 * patches * 3 * 16**2 * json.loads(TINY_ARCH)[
         'embed_dims']
     for mode in backbone.MODES:
-        step = backbone.gemm_floor(args, args.arch, mode, device)
-        with FlopCounterMode(display=False) as counter:
-            step()
-        expected = backbone.step_flops(args, args.arch, mode) - patch_grad
-        assert counter.get_total_flops() == expected
+        for dtype in (torch.float32, torch.bfloat16):
+            step = backbone.gemm_floor(args, args.arch, mode, device, dtype)
+            with FlopCounterMode(display=False) as counter:
+                step()
+            expected = backbone.step_flops(args, args.arch, mode) - \
+                patch_grad
+            assert counter.get_total_flops() == expected
 
 
 def test_tokenizer_benchmark_tiny(tmp_path, capsys):

@@ -5,17 +5,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .attention_kernels import attention
 from .multiway import expert_of, multiway_or_shared, route, split_modalities
 
 
 class MultiwayAttention(nn.Module):
-    """Self-attention over a Multiway sequence, computed with SDPA.
+    """Self-attention over a Multiway sequence.
 
     The query/key/value projections are fused into one ``qkv`` linear layer
     (per modality when ``multiway``). All tokens attend to each other in one
-    call of :func:`torch.nn.functional.scaled_dot_product_attention`; only the
-    projections (and the Sub-LN ``inner_norm`` before the output projection)
-    are routed to modality experts.
+    attention call; only the projections (and the Sub-LN ``inner_norm``
+    before the output projection) are routed to modality experts. The
+    attention kernel (SDPA, or explicit GEMMs around an fp32 softmax) is
+    chosen per device, precision and length by
+    :func:`~mmvlp.models.layers.attention_kernels.attention`.
 
     Args:
         embed_dims (int): Token width ``C``.
@@ -95,7 +98,7 @@ class MultiwayAttention(nn.Module):
                 and attn_mask is None):
             out = window_sdpa(q, k, v, grid, self.window_size, dropout_p)
         else:
-            out = F.scaled_dot_product_attention(
+            out = attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(batch, num_tokens, self.embed_dims)
         if self.inner_norm is not None:
@@ -130,7 +133,7 @@ class MultiwayAttention(nn.Module):
                          for kind, part in parts], dim=1)
         q, k, v = qkv.view(batch, sum(sizes), 3, self.num_heads,
                            self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
+        out = attention(
             q, k, v, attn_mask=attn_mask,
             dropout_p=self.attn_drop if self.training else 0.)
         outs = []
@@ -171,7 +174,7 @@ class MultiwayAttention(nn.Module):
         q, k, v = qkv.view(batch, num_tokens, 3, self.num_heads,
                            self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
         k, v = store(k, v)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attention(q, k, v, attn_mask=attn_mask)
         out = out.transpose(1, 2).reshape(batch, num_tokens, self.embed_dims)
         if self.inner_norm is not None:
             out = route(self.inner_norm, out, split)
@@ -243,7 +246,7 @@ def window_sdpa(q: torch.Tensor,
         valid = F.pad(valid, (extra, 0), value=True)
         # Windows are batch-major: index = b * num_windows + window.
         mask = valid[:, None, None, :].repeat(batch, 1, 1, 1)
-    out = F.scaled_dot_product_attention(
+    out = attention(
         q_win, k_win, v_win, attn_mask=mask, dropout_p=dropout_p)
     out = out.view(batch, rows, cols, heads, size, size, dims)
     out = out.permute(0, 3, 1, 4, 2, 5, 6).reshape(
@@ -252,6 +255,6 @@ def window_sdpa(q: torch.Tensor,
                                              dims)
     if not extra:
         return out
-    out_extra = F.scaled_dot_product_attention(
+    out_extra = attention(
         q[:, :, :extra], k, v, dropout_p=dropout_p)
     return torch.cat([out_extra, out], dim=2)
