@@ -21,7 +21,7 @@ from helpers.demo_data import make_demo_with_spm
 from helpers.reference import TINY, build_reference, official_checkpoint
 from mmvlp.apis import FeatureExtractor, ZeroShotClassificationInferencer
 from mmvlp.apis.zero_shot import zero_shot_cfg
-from mmvlp.models import BEiT3, BEiT3Retrieval, ZeroShotClassifier
+from mmvlp.models import BEiT3, ZeroShotClassifier
 from mmvlp.registry import MODELS, build_scoped
 from mmvlp.text import TextTokenizer
 

@@ -3,7 +3,8 @@
 # short ImageNet names, as mmpretrain lists them) through the default prompt
 # templates; top-1 / top-5 by mmpretrain's Accuracy.
 #
-#   python tools/test.py configs/zero_shot/beit3-base-p16-224_zero-shot_in1k.py \
+#   python tools/test.py \
+#       configs/zero_shot/beit3-base-p16-224_zero-shot_in1k.py \
 #       checkpoints/beit3_base_itc_patch16_224.pth
 #
 # The checkpoint: an official retrieval or itc file as downloaded (or

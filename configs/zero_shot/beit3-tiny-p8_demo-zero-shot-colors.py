@@ -9,7 +9,8 @@
 #
 #   python tools/data/make_demo_cls_data.py --label color \
 #       --out data/demo_cls_colors
-#   python tools/test.py configs/zero_shot/beit3-tiny-p8_demo-zero-shot-colors.py \
+#   python tools/test.py \
+#       configs/zero_shot/beit3-tiny-p8_demo-zero-shot-colors.py \
 #       work_dirs/demo_vl/retrieval/pretrained/iter_200.pth
 _base_ = [
     'mmpretrain::_base_/default_runtime.py',

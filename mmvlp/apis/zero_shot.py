@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from mmengine.runner import load_checkpoint
 from mmpretrain.apis.base import BaseInferencer
 from mmpretrain.structures import DataSample
 
@@ -35,7 +36,8 @@ def zero_shot_cfg(cfg: Config, classes=None, templates=None) -> dict:
     data preprocessor); ``classes`` / ``templates`` override the config's."""
     if cfg.model.get('type', '').split('.')[-1] == 'ZeroShotClassifier':
         model = copy.deepcopy(cfg.model)
-        model['encoder']['backbone']['init_cfg'] = None
+        if 'backbone' in model['encoder']:  # the checkpoint is loaded
+            model['encoder']['backbone']['init_cfg'] = None
     else:
         encoder = dual_encoder_cfg(cfg)
         tokenizer = tokenizer_args(cfg)
@@ -92,9 +94,13 @@ class ZeroShotClassificationInferencer(BaseInferencer):
             classifier = build_scoped(MODELS,
                                       zero_shot_cfg(cfg, classes, templates))
         classifier._config = cfg
-        if pretrained is not None:
+        if pretrained is not None and hasattr(classifier.encoder,
+                                              'backbone'):
             load_encoder_checkpoint(classifier.encoder, pretrained,
                                     require_heads=True)
+        elif pretrained is not None:  # another dual encoder: its own keys
+            load_checkpoint(classifier, pretrained, map_location='cpu',
+                            strict=True, logger='current')
         else:
             warn_random(type(self).__name__)
         super().__init__(classifier, pretrained=False, device=device)

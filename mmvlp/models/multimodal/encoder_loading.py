@@ -12,7 +12,7 @@ read by name. A file without heads gives backbone features only.
 """
 import logging
 from contextlib import contextmanager
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from mmengine.logging import MMLogger, print_log

@@ -65,9 +65,10 @@ class ZeroShotClassifier(BaseModel):
     - ``encode_text(text_ids, text_padding_mask) -> (T, D)`` l2-normalised,
     - ``logit_scale``: the log of the similarity scale (learned, as CLIP).
 
-    Texts are tokenized by ``tokenizer`` (a callable ``texts -> (ids,
-    padding_mask)``; a dict builds mmvlp's SentencePiece ``TextTokenizer``;
-    None takes the encoder's ``tokenizer``). For class ``k`` with templates
+    Texts are tokenized by ``tokenizer``: a callable ``texts -> (ids,
+    padding_mask)``; a dict builds mmvlp's SentencePiece ``TextTokenizer``
+    (or, with a ``type``, a tokenizer registered in mmvlp's ``MODELS``);
+    None takes the encoder's ``tokenizer``. For class ``k`` with templates
     ``t_1..t_T``, the class embedding is ``normalize(mean_j encode_text(
     t_j(name_k)))``; an image's scores are ``softmax(exp(logit_scale) *
     image_embed @ class_embeds.T)``, in ``pred_score`` (mmpretrain's
@@ -126,7 +127,9 @@ class ZeroShotClassifier(BaseModel):
                     'ZeroShotClassifier needs a tokenizer (e.g. '
                     "tokenizer=dict(model_file='beit3.spm', style='xlmr', "
                     'max_length=64)).')
-        if isinstance(tokenizer, dict):
+        if isinstance(tokenizer, dict) and 'type' in tokenizer:
+            tokenizer = build_scoped(MODELS, tokenizer)
+        elif isinstance(tokenizer, dict):
             from mmvlp.text import TextTokenizer
             tokenizer = TextTokenizer(**tokenizer)
         if not callable(tokenizer):
@@ -223,9 +226,11 @@ class ZeroShotClassifier(BaseModel):
         if own and not any(k.startswith(prefix + 'encoder.') for k in own):
             from .encoder_loading import encoder_state_dict
             from ..backbones.beit3_checkpoint import extract_state_dict
-            given = {k[len(prefix):]: state_dict.pop(k) for k in own}
-            mapped, _ = encoder_state_dict(extract_state_dict(given))
-            for key, value in mapped.items():
+            given = extract_state_dict(
+                {k[len(prefix):]: state_dict.pop(k) for k in own})
+            if hasattr(self.encoder, 'backbone'):  # any BEiT-3 layout
+                given, _ = encoder_state_dict(given)
+            for key, value in given.items():
                 state_dict[f'{prefix}encoder.{key}'] = value
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
