@@ -259,6 +259,30 @@ def test_official_retrieval_file_features_and_zero_shot(tiny):
         model(pixels, mode='loss')
 
 
+def test_converted_official_file(tiny, tmp_path):
+    """A file of tools/model_converters/beit3_unilm_to_mmvlp.py (backbone
+    in state_dict, heads aside under task_heads): the inferencers read the
+    heads (same embeddings as the official file); load_from, which only
+    sees state_dict, refuses to classify with random heads."""
+    from mmvlp.models.converters import (convert_unilm_beit3,
+                                         unwrap_checkpoint)
+    weights = unwrap_checkpoint(torch.load(tiny['official_file']))
+    state_dict, report = convert_unilm_beit3(weights, layout='decoupled')
+    assert set(report.task_heads) == set(tiny['heads'])
+    converted = str(tmp_path / 'converted.pth')
+    torch.save(dict(state_dict=state_dict, task_heads=report.task_heads),
+               converted)
+    paths = tiny['images'][:2]
+    image_embed, _ = _official_embeddings(tiny, _pixels(paths), TEXTS[:2])
+    extractor = FeatureExtractor(tiny['cfg'], converted)
+    assert extractor.has_retrieval_heads
+    for feats, expected in zip(extractor(paths), image_embed):
+        _close(feats['image_embed'], expected, atol=1e-4)
+    model = build_scoped(MODELS, zero_shot_cfg(tiny['cfg'], CLASSES))
+    with pytest.raises(ValueError, match='task_heads'):
+        load_checkpoint(model, converted, logger='silent')
+
+
 def test_zero_shot_classifier_checks_and_caches(tiny):
     """Templates and class sets are checked; class embeddings are cached
     and recomputed after set_classes and after loading weights."""

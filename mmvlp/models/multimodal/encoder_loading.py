@@ -30,12 +30,19 @@ RETRIEVAL_HEAD_NAMES = ('vision_head.weight', 'language_head.weight',
 
 def read_checkpoint_state(checkpoint: str) -> Dict[str, torch.Tensor]:
     """The parameters of a checkpoint file (or DeepSpeed directory), in any
-    layout :func:`extract_state_dict` knows."""
+    layout :func:`extract_state_dict` knows, with the official task heads
+    that ``tools/model_converters/beit3_unilm_to_mmvlp.py`` keeps aside
+    under ``task_heads``."""
     from mmengine.runner.checkpoint import _load_checkpoint
 
     from ..backbones.beit3_checkpoint import _resolve_path
-    return extract_state_dict(_load_checkpoint(_resolve_path(checkpoint),
-                                               map_location='cpu'))
+    raw = _load_checkpoint(_resolve_path(checkpoint), map_location='cpu')
+    state = extract_state_dict(raw)
+    aside = raw.get('task_heads') if isinstance(raw, dict) else None
+    for key, value in (aside or {}).items():
+        if isinstance(value, torch.Tensor):
+            state.setdefault(key, value)
+    return state
 
 
 def _encoder_prefix(state: Dict[str, torch.Tensor]) -> str:

@@ -230,9 +230,28 @@ class ZeroShotClassifier(BaseModel):
                 {k[len(prefix):]: state_dict.pop(k) for k in own})
             if hasattr(self.encoder, 'backbone'):  # any BEiT-3 layout
                 given, _ = encoder_state_dict(given)
+                self._check_heads(given)
             for key, value in given.items():
                 state_dict[f'{prefix}encoder.{key}'] = value
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _check_heads(self, state: dict) -> None:
+        """A checkpoint without the encoder's projection heads would leave
+        them random: say so instead of classifying with them."""
+        from .encoder_loading import RETRIEVAL_HEAD_NAMES
+        own = dict(self.encoder.named_parameters())
+        missing = [n for n in RETRIEVAL_HEAD_NAMES[:2]
+                   if n in own and n not in state]
+        if missing:
+            raise ValueError(
+                f'The checkpoint has no {" / ".join(missing)}: zero-shot '
+                'matching needs a retrieval or itc checkpoint (an official '
+                'retrieval / itc file as downloaded, or an mmvlp '
+                'BEiT3Retrieval checkpoint). Files converted by tools/'
+                'model_converters/beit3_unilm_to_mmvlp.py keep the heads '
+                'aside under "task_heads", which load_from does not read: '
+                'give the official file itself, or use '
+                'ZeroShotClassificationInferencer, which reads them.')
 
     # ------------------------------------------------------------------
     # mmengine interface
