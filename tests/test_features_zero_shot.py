@@ -459,3 +459,14 @@ def test_extract_features_tool_resumes_and_counts_bad_files(tiny, tmp_path):
         reference = tiny['model'].encode_text(ids, padding)
     np.testing.assert_allclose(embeds, reference.numpy(), atol=1e-5)
     assert (tmp_path / 'map.png').stat().st_size > 1000
+
+
+def test_config_names():
+    """Inferencers take mmvlp config names as well as paths."""
+    from mmvlp.apis import list_models
+    from mmvlp.apis.encoder_models import load_config
+    assert 'beit3-tiny-p8_demo-zero-shot-colors' in list_models('*zero-shot*')
+    cfg = load_config('beit3-tiny-p8_demo-vl-retrieval')
+    assert cfg.model.type == 'BEiT3Retrieval'
+    with pytest.raises(FileNotFoundError, match='similar names'):
+        load_config('beit3-tiny-p8_demo-vl-retrieva')
