@@ -470,3 +470,9 @@ def test_config_names():
     assert cfg.model.type == 'BEiT3Retrieval'
     with pytest.raises(FileNotFoundError, match='similar names'):
         load_config('beit3-tiny-p8_demo-vl-retrieva')
+    # A zero-shot config's encoder normalises images as the classifier.
+    from mmvlp.apis.encoder_models import dual_encoder_cfg
+    encoder = dual_encoder_cfg(load_config(
+        'beit3-tiny-p8_demo-zero-shot-colors'))
+    assert encoder['data_preprocessor']['mean'] == [123.675, 116.28, 103.53]
+    assert encoder['backbone']['init_cfg'] is None

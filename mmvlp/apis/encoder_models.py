@@ -82,9 +82,12 @@ def dual_encoder_cfg(cfg: Config) -> dict:
     checkpoint provides them). The backbone's ``init_cfg`` is dropped: the
     checkpoint given to the inferencer is loaded instead.
     """
-    model = copy.deepcopy(cfg.model)
+    model = outer = copy.deepcopy(cfg.model)
     if model.get('type', '').split('.')[-1] == 'ZeroShotClassifier':
         model = model.encoder
+        # The classifier's preprocessing (mean / std) is the encoder's.
+        if not model.get('data_preprocessor'):
+            model['data_preprocessor'] = _preprocessor_cfg(cfg, outer)
     if model.get('type', '').split('.')[-1] != 'BEiT3Retrieval':
         backbone = model.get('backbone')
         if not backbone or backbone.get('type', '').split(
