@@ -5,7 +5,7 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: help install test test-demo test-reliability test-dist demo demo-backbone \
 	demo-tokenizers demo-transfer demo-transfer-smoke demo-vl demo-vl-smoke \
-	benchmarks clean-venv
+	demo-zero-shot demo-zero-shot-smoke benchmarks clean-venv
 
 help:
 	@echo "make install  create/reuse $(VENV) and install the pinned stack + mmvlp"
@@ -21,6 +21,8 @@ help:
 	@echo "make benchmarks  mmvlp vs the official implementations, side by side (docs/benchmarks.md)"
 	@echo "make demo-vl  fine-tune the demo-pretrained BEiT-3 and the same model from scratch on generated retrieval, VQA and captioning (after make demo)"
 	@echo "make demo-vl-smoke  the same, 2 iterations per run (CI)"
+	@echo "make demo-zero-shot  zero-shot colour classification and embedding neighbours with demo-vl's retrieval models (after make demo-vl)"
+	@echo "make demo-zero-shot-smoke  the same on 32 scenes with demo-vl-smoke's models (CI)"
 
 install:
 	@MMVLP_VENV="$(abspath $(VENV))" bash tools/install.sh
@@ -127,6 +129,26 @@ demo-vl: install work_dirs/demo/pretrain/last_checkpoint
 
 demo-vl-smoke: install work_dirs/demo/pretrain/last_checkpoint
 	$(PY) tools/demo/vl_demo.py --max-iters 2 --work-dir work_dirs/demo_vl_smoke
+
+# Zero-shot classification and feature extraction (docs/features_zero_shot.md):
+# demo-vl's retrieval models (fine-tuned from the demo pretraining and from
+# scratch) classify held-out scenes by the colour of their largest object
+# from prompts alone, and the nearest neighbours of extracted image
+# embeddings are checked against chance; work_dirs/demo_zero_shot/
+# metrics.json and pictures. --check fails unless the pretrained model beats
+# chance and scratch.
+work_dirs/demo_vl/retrieval/pretrained/last_checkpoint:
+	$(MAKE) demo-vl
+
+work_dirs/demo_vl_smoke/retrieval/pretrained/last_checkpoint:
+	$(MAKE) demo-vl-smoke
+
+demo-zero-shot: install work_dirs/demo_vl/retrieval/pretrained/last_checkpoint
+	$(PY) tools/demo/zero_shot_demo.py --check
+
+demo-zero-shot-smoke: install work_dirs/demo_vl_smoke/retrieval/pretrained/last_checkpoint
+	$(PY) tools/demo/zero_shot_demo.py --vl-work-dir work_dirs/demo_vl_smoke \
+		--max-images 32 --work-dir work_dirs/demo_zero_shot_smoke
 
 clean-venv:
 	rm -rf $(VENV)

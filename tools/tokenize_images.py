@@ -17,7 +17,6 @@ counted and listed in ``meta.json``.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 from typing import List, Optional, Tuple
@@ -27,53 +26,22 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.utils import ProgressBar, scandir
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
+from mmvlp.datasets.offline_shards import (ShardResult, list_images,
+                                           run_in_shards)
+from mmvlp.datasets.skips import BadDataError
+from mmvlp.datasets.transforms import read_image_file
 from mmvlp.registry import MODELS
 from mmvlp.utils import (add_load_arguments, allow_partial_loading,
                          check_checkpoint_file, exit_on_load_error,
                          load_model_weights)
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.webp')
+__all__ = ['list_images', 'load_image', 'main']
 
 
-def list_images(data: str) -> List[str]:
-    """Image paths of a folder, a path list or a jsonl file, in order."""
-    if osp.isdir(data):
-        return sorted(
-            osp.join(data, p) for p in scandir(
-                data, suffix=IMAGE_EXTENSIONS, recursive=True,
-                case_sensitive=False))
-    if not osp.isfile(data):
-        raise FileNotFoundError(f'--data {data} is neither a folder nor a '
-                                'file.')
-    root = osp.dirname(osp.abspath(data))
-    paths = []
-    with open(data) as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            if data.endswith('.jsonl'):
-                try:
-                    line = json.loads(line)['image']
-                except (ValueError, KeyError) as error:
-                    raise ValueError(f'{data}:{number}: expected a json '
-                                     f'object with "image" ({error}).')
-            paths.append(line if osp.isabs(line) else osp.join(root, line))
-    return paths
-
-
-def load_image(path: str, size: Tuple[int, int]) -> Optional[np.ndarray]:
-    """RGB ``(H, W, 3)`` uint8, shorter side resized and centre-cropped to
-    ``size``; None when the file cannot be read as an image."""
-    try:
-        image = mmcv.imread(path, channel_order='rgb')
-    except Exception:  # noqa: BLE001 -- any decoding failure skips the file
-        return None
-    if image is None or image.ndim != 3:
-        return None
+def _resize_crop(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Shorter side resized (bicubic) and centre-cropped to ``size``."""
     height, width = image.shape[:2]
     scale = max(size[0] / height, size[1] / width)
     image = mmcv.imresize(
@@ -85,6 +53,28 @@ def load_image(path: str, size: Tuple[int, int]) -> Optional[np.ndarray]:
     return image[top:top + size[0], left:left + size[1]]
 
 
+def read_rgb(path: str, size: Tuple[int, int]) -> np.ndarray:
+    """RGB ``(H, W, 3)`` uint8, resized and centre-cropped to ``size``.
+
+    Raises:
+        BadDataError: The file cannot be used (its reason, e.g.
+            ``missing_file``, ``truncated_image``, ``not_an_image``).
+    """
+    image = read_image_file(path)
+    if image.ndim != 3:
+        raise BadDataError('not_an_image', f'{path} (not a colour image)')
+    return _resize_crop(image[..., ::-1], size)
+
+
+def load_image(path: str, size: Tuple[int, int]) -> Optional[np.ndarray]:
+    """:func:`read_rgb`, or None when the file cannot be read as an
+    image."""
+    try:
+        return read_rgb(path, size)
+    except BadDataError:
+        return None
+
+
 def ids_dtype(vocab_size: int) -> np.dtype:
     """The smallest integer type that holds every token id."""
     for dtype in (np.int16, np.int32, np.int64):
@@ -93,29 +83,34 @@ def ids_dtype(vocab_size: int) -> np.dtype:
     raise ValueError(f'vocab_size {vocab_size} does not fit int64.')
 
 
-def tokenize_shard(model, paths: List[str], batch_size: int,
-                   device: str) -> Tuple[np.ndarray, List[str], List[str]]:
-    """Token ids of one shard; returns (ids, kept paths, skipped paths)."""
+def tokenize_shard(model, paths: List[str], batch_size: int, device: str,
+                   advance=lambda n: None) -> ShardResult:
+    """Token ids of one shard (``ids``, ``paths``) and the skipped paths
+    with their reasons."""
     size = tuple(model.encoder.img_size)
     ids, kept, skipped = [], [], []
     for start in range(0, len(paths), batch_size):
         images = []
-        for path in paths[start:start + batch_size]:
-            image = load_image(path, size)
-            if image is None:
-                skipped.append(path)
+        chunk = paths[start:start + batch_size]
+        for path in chunk:
+            try:
+                image = read_rgb(path, size)
+            except BadDataError as error:
+                skipped.append((path, error.reason))
                 continue
-            images.append(torch.from_numpy(image).permute(2, 0, 1))
+            images.append(torch.from_numpy(image.copy()).permute(2, 0, 1))
             kept.append(path)
         if images:
             batch = torch.stack(images).float().to(device)
             ids.append(model.encode(batch).cpu().numpy())
+        advance(len(chunk))
     dtype = ids_dtype(model.vocab_size)
     if ids:
         array = np.concatenate(ids).astype(dtype)
     else:
         array = np.zeros((0, *model.encoder.patch_grid), dtype)
-    return array, kept, skipped
+    return ShardResult(dict(ids=array, paths=np.array(kept, dtype=str)),
+                       skipped)
 
 
 def main(argv=None) -> int:
@@ -158,28 +153,12 @@ def _tokenize(args: argparse.Namespace) -> int:
     if not paths:
         print(f'error: no images found in {args.data}', file=sys.stderr)
         return 1
-    os.makedirs(args.out, exist_ok=True)
-    shards = [paths[i:i + args.shard_size]
-              for i in range(0, len(paths), args.shard_size)]
-    skipped_all = []
-    progress = ProgressBar(len(paths))
-    for index, shard in enumerate(shards):
-        target = osp.join(args.out, f'shard_{index:05d}.npz')
-        if osp.isfile(target):  # finished in an earlier run
-            with np.load(target) as done:
-                skipped_all.extend(done['skipped'].tolist())
-            for _ in shard:
-                progress.update()
-            continue
-        ids, kept, skipped = tokenize_shard(model, shard, args.batch_size,
-                                            args.device)
-        partial = target + '.partial.npz'
-        np.savez(partial, ids=ids, paths=np.array(kept),
-                 skipped=np.array(skipped, dtype=str))
-        os.replace(partial, target)
-        skipped_all.extend(skipped)
-        for _ in shard:
-            progress.update()
+    summary = run_in_shards(
+        paths, args.out, args.shard_size,
+        lambda shard, advance: tokenize_shard(
+            model, shard, args.batch_size, args.device, advance),
+        count_key='paths')
+    skipped_all = [path for path, _ in summary['skipped']]
     meta = dict(
         config=args.config,
         checkpoint=args.checkpoint,
@@ -189,12 +168,14 @@ def _tokenize(args: argparse.Namespace) -> int:
         id_bit_order=getattr(getattr(model, 'quantizer', None), 'bit_order',
                              None),
         grid=list(model.encoder.patch_grid),
-        images=len(paths) - len(skipped_all),
-        shards=len(shards),
+        images=summary['written'],
+        shards=summary['shards'],
         skipped=len(skipped_all),
+        skipped_by_reason=summary['skipped_by_reason'],
         skipped_paths=skipped_all)
     with open(osp.join(args.out, 'meta.json'), 'w') as f:
         json.dump(meta, f, indent=2)
+    shards = range(summary['shards'])
     print(f'\ntokenized {meta["images"]} images into {len(shards)} shard(s) '
           f'in {args.out}; skipped {len(skipped_all)} unreadable file(s)')
     return 0

@@ -1,5 +1,5 @@
 """Data transforms."""
-from .loading import LoadImageSafe, decode_image
+from .loading import LoadImageSafe, decode_image, read_image_file
 from .masking import BlockwiseMaskGenerator, TextMasking, blockwise_mask
 from .multi_image import ForEachImage
 from .packing import PackFields, PackVLInputs
@@ -9,5 +9,5 @@ from .two_view import TwoViewCrop, sample_crop
 __all__ = [
     'BlockwiseMaskGenerator', 'TextMasking', 'blockwise_mask', 'TokenizeText',
     'TwoViewCrop', 'sample_crop', 'PackFields', 'PackVLInputs',
-    'LoadImageSafe', 'decode_image', 'ForEachImage'
+    'LoadImageSafe', 'decode_image', 'read_image_file', 'ForEachImage'
 ]

@@ -60,6 +60,45 @@ def decode_image(data: bytes,
     return img
 
 
+def read_image_file(filename,
+                    color_type: str = 'color',
+                    backend: str = 'cv2',
+                    backend_args: Optional[dict] = None,
+                    file_client_args: Optional[dict] = None) -> np.ndarray:
+    """Read and decode an image file (BGR HWC for colour), naming why not.
+
+    What :class:`LoadImageSafe` and the offline tools
+    (``tools/extract_features.py``) read images with.
+
+    Args:
+        filename: Path (or URL of an mmengine file backend).
+        color_type (str): ``flag`` of ``mmcv.imfrombytes``.
+        backend (str): Decoding backend of ``mmcv.imfrombytes``.
+        backend_args (dict, optional): mmengine ``fileio`` backend arguments.
+        file_client_args (dict, optional): The deprecated ``FileClient``
+            arguments (used instead of ``backend_args`` when given).
+
+    Returns:
+        np.ndarray: The decoded image.
+
+    Raises:
+        BadDataError: ``missing_file``, ``unreadable_file`` (permissions, a
+            folder, I/O errors) or the reasons of :func:`decode_image`.
+    """
+    try:
+        if file_client_args is not None:
+            data = fileio.FileClient.infer_client(
+                file_client_args, filename).get(filename)
+        else:
+            data = fileio.get(filename, backend_args=backend_args)
+    except FileNotFoundError:
+        raise BadDataError('missing_file', str(filename)) from None
+    except Exception as error:  # permissions, a folder, I/O errors
+        raise BadDataError('unreadable_file',
+                           f'{filename} ({error!r})') from None
+    return decode_image(data, color_type, backend, str(filename))
+
+
 @TRANSFORMS.register_module()
 class LoadImageSafe(LoadImageFromFile):
     """``mmcv.LoadImageFromFile`` that skips bad files and counts them.
@@ -82,22 +121,12 @@ class LoadImageSafe(LoadImageFromFile):
         if results.get('img') is None:
             filename = results['img_path']
             try:
-                if self.file_client_args is not None:
-                    data = fileio.FileClient.infer_client(
-                        self.file_client_args, filename).get(filename)
-                else:
-                    data = fileio.get(filename,
-                                      backend_args=self.backend_args)
-                img = decode_image(data, self.color_type,
-                                   self.imdecode_backend, str(filename))
-            except FileNotFoundError:
-                record_skip('missing_file', str(filename))
-                return None
+                img = read_image_file(filename, self.color_type,
+                                      self.imdecode_backend,
+                                      self.backend_args,
+                                      self.file_client_args)
             except BadDataError as error:
                 record_skip(error.reason, error.detail)
-                return None
-            except Exception as error:  # permissions, a folder, I/O errors
-                record_skip('unreadable_file', f'{filename} ({error!r})')
                 return None
             results['img'] = img
         img = results['img']

@@ -77,15 +77,24 @@ class BEiT3Retrieval(BEiT3TaskModel):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> l2-normalised ``(B, D)`` embeddings."""
-        hidden = self.backbone.forward_sequence(images=images)
-        return F.normalize(self.vision_head(hidden[:, 0]), dim=-1)
+        return self.image_embedding(
+            self.backbone.forward_sequence(images=images))
 
     def encode_text(self, text_ids: torch.Tensor,
                     text_padding_mask: Optional[torch.Tensor] = None
                     ) -> torch.Tensor:
         """``(B, L)`` token ids -> l2-normalised ``(B, D)`` embeddings."""
-        hidden = self.backbone.forward_sequence(
-            text_ids=text_ids, text_padding_mask=text_padding_mask)
+        return self.text_embedding(self.backbone.forward_sequence(
+            text_ids=text_ids, text_padding_mask=text_padding_mask))
+
+    def image_embedding(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The embedding of an image's final hidden states ``(B, N, C)``
+        (CLS first): the vision CLS through ``vision_head``, l2-normalised."""
+        return F.normalize(self.vision_head(hidden[:, 0]), dim=-1)
+
+    def text_embedding(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The embedding of a text's final hidden states ``(B, L, C)``: the
+        ``<s>`` token through ``language_head``, l2-normalised."""
         return F.normalize(self.language_head(hidden[:, 0]), dim=-1)
 
     def loss(self, images: torch.Tensor,
