@@ -9,7 +9,9 @@ _base_ = [
     '../_base_/datasets/demo_pretrain_sources.py',
     '../_base_/models/vqkd-color-tiny-p8_demo.py',
 ]
-tokenizer_checkpoint = 'work_dirs/demo/tokenizer/iter_300.pth'
+# The tokenizer run's latest checkpoint (a `last_checkpoint` file stands for
+# the checkpoint it names).
+tokenizer_checkpoint = 'work_dirs/demo/tokenizer/last_checkpoint'
 
 model = dict(
     type='BEiT3Pretrain',
