@@ -156,3 +156,47 @@ def test_what_it_learned_picture(tmp_path):
     guessed = _filled_words(tokenizer, record['caption'], content[1],
                             wrong[1])
     assert sum(c == BAD for _, c in guessed) == 1
+
+
+def test_binary_code_accuracies():
+    """BSQ/QLIP ids (big-endian bits): exact, per-bit and majority-bit
+    accuracies, and heads with their own ``predict``."""
+    import torch
+    tool = _tool()
+    pred, true = np.array([0b10, 0b11, 0b01]), np.array([0b10, 0b01, 0b11])
+    where = np.array([1, 1, 0], dtype=bool)
+    assert tool.accuracy(pred, true, where) == 0.5
+    assert np.allclose(tool.bit_accuracy(pred, true, where, 2), [0.5, 1.])
+    # Ones per bit over [0b10, 0b11, 0b11]: 3/3 and 2/3.
+    assert np.isclose(tool.bit_majority(np.array([2, 3, 3]),
+                                        np.ones(3, bool), 2), (1 + 2 / 3) / 2)
+
+    class Bits(torch.nn.Module):
+        num_bits = 2
+
+        def predict(self, hidden):
+            return (hidden > 0).long()[:, 0] * 2 + (hidden > 0).long()[:, 1]
+
+    hidden = torch.tensor([[1., -1.], [-1., 1.]])
+    assert tool.visual_predictions(Bits(), hidden).tolist() == [2, 1]
+    linear = torch.nn.Linear(2, 3)
+    assert torch.equal(tool.visual_predictions(linear, hidden),
+                       linear(hidden).argmax(-1))
+    # score() adds the bit accuracies when the targets are binary codes.
+    arrays = dict(
+        targets=np.array([[2, 1, 3, 0]]), vision_mask=np.ones((1, 4), bool),
+        fg=np.array([[1, 1, 0, 0]], bool), mim=np.array([[2, 3, 3, 0]]),
+        text_ids=np.zeros((1, 3), int), masked_ids=np.zeros((1, 3), int),
+        mlm_mask=np.zeros((1, 3), bool), mlm=np.zeros((1, 3), int),
+        content_mask=np.zeros((1, 3), bool), pair_ids=np.zeros((1, 3), int),
+        pair_mlm_matched=np.zeros((1, 3), int),
+        pair_mlm_shuffled=np.zeros((1, 3), int),
+        pair_mlm_text_only=np.zeros((1, 3), int),
+        pair_mim_fg_matched=np.array([[2, 1, -1, -1]]),
+        pair_mim_fg_shuffled=np.array([[0, 0, -1, -1]]), num_bits=2)
+    m = tool.score(arrays, NgramBaseline([[0, 1]], 3), (2, 2), mask_id=9)
+    assert m['mim_acc'] == 0.75 and m['mim_bit_acc'] == 7 / 8
+    assert m['mim_bit_acc_per_dim'] == [0.75, 1.0]
+    assert m['mim_fg_bit_acc'] == 0.75
+    assert m['pair_mim_fg_bit_acc_matched'] == 1.
+    assert m['pair_mim_fg_bit_acc_shuffled'] == 0.5  # 00 vs 10, 00 vs 01

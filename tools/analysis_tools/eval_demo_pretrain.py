@@ -32,6 +32,13 @@ the baselines predict the same masked tokens:
   the image-only model compares with copying visible patches is the
   ``mim_fg`` claim.
 
+With binary-code targets (a BSQ/QLIP tokenizer and a head with
+``predict`` and ``num_bits``, e.g. a factorised one) the visual accuracies
+are exact-token accuracies (every bit right) and each gets a ``*_bit_acc``
+companion: the share of correct bits; ``mim_bit_majority_baseline``
+predicts every bit's most frequent value, and ``mim_bit_acc_per_dim``
+lists the bit accuracy of each code dimension (most significant first).
+
 ``metrics.json`` holds every accuracy and, per claim, the model, its
 strongest baseline and the gain; ``--check`` exits 1 unless every gain
 reaches :data:`THRESHOLDS` (set from the multi-seed spread in docs/demo.md;
@@ -121,13 +128,41 @@ def majority(true: np.ndarray, where: np.ndarray) -> float:
     values = np.asarray(true)[np.asarray(where, dtype=bool)]
     if not values.size:
         return 0.
-    return float(np.bincount(values).max() / values.size)
+    _, counts = np.unique(values, return_counts=True)
+    return float(counts.max() / values.size)
 
 
-def _argmax(logits: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+def bit_accuracy(pred: np.ndarray, true: np.ndarray, where: np.ndarray,
+                 num_bits: int) -> np.ndarray:
+    """Per code dimension (most significant bit first), the share of
+    binary-code ids whose bit is right where ``where``."""
+    where = np.asarray(where, dtype=bool)
+    shifts = np.arange(num_bits - 1, -1, -1)
+    bits = [(np.asarray(a)[where][:, None] >> shifts) & 1
+            for a in (pred, true)]
+    if not len(bits[1]):
+        return np.zeros(num_bits)
+    return (bits[0] == bits[1]).mean(0)
+
+
+def bit_majority(true: np.ndarray, where: np.ndarray, num_bits: int) -> float:
+    """Bit accuracy of predicting every bit's most frequent value."""
+    ones = 1 - bit_accuracy(np.zeros_like(true), true, where, num_bits)
+    return float(np.maximum(ones, 1 - ones).mean())
+
+
+def visual_predictions(head, hidden: torch.Tensor) -> torch.Tensor:
+    """Predicted visual token ids of ``(N, C)`` hidden states, for a linear
+    head (argmax) or one with its own ``predict`` (e.g. each bit's sign)."""
+    if hasattr(head, 'predict'):
+        return head.predict(hidden)
+    return head(hidden).argmax(-1)
+
+
+def _scatter(predicted: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """Predictions at ``mask`` in an array shaped like it (-1 elsewhere)."""
     out = torch.full(mask.shape, -1, dtype=torch.long)
-    out[mask] = logits.argmax(-1)
+    out[mask] = predicted.long()
     return out.numpy()
 
 
@@ -141,7 +176,8 @@ def predict(model, tokenizer: TextTokenizer, records: List[dict],
         dict: ``(N, P)`` / ``(N, L)`` arrays (``-1`` where not predicted):
         ``targets``, ``vision_mask``, ``fg``, ``mim``, ``pair_mim_fg_*``,
         ``text_ids``, ``masked_ids``, ``mlm_mask``, ``mlm``,
-        ``content_mask``, ``pair_ids``, ``pair_mlm_*``; ``skipped``.
+        ``content_mask``, ``pair_ids``, ``pair_mlm_*``; ``skipped``, and
+        ``num_bits`` (of binary-code targets, else 0).
     """
     rng = np.random.default_rng(seed)
     backbone = model.backbone
@@ -178,7 +214,9 @@ def predict(model, tokenizer: TextTokenizer, records: List[dict],
         hidden = backbone.forward_sequence(images=images,
                                            vision_mask=vision_mask)[:, 1:]
         keep(targets=targets, vision_mask=vision_mask, fg=fg,
-             mim=_argmax(model.mim_head(hidden[vision_mask]), vision_mask))
+             mim=_scatter(visual_predictions(model.mim_head,
+                                             hidden[vision_mask]),
+                          vision_mask))
 
         # Captions alone.
         text_ids, padding = tokenizer([r['caption'] for r in chunk],
@@ -191,7 +229,8 @@ def predict(model, tokenizer: TextTokenizer, records: List[dict],
         hidden = backbone.forward_sequence(text_ids=masked_ids,
                                            text_padding_mask=padding)
         keep(text_ids=text_ids, masked_ids=masked_ids, mlm_mask=mlm_mask,
-             mlm=_argmax(model.mlm_head(hidden[mlm_mask]), mlm_mask))
+             mlm=_scatter(model.mlm_head(hidden[mlm_mask]).argmax(-1),
+                          mlm_mask))
 
         # Pairs: fill in content words, with the true or a shuffled image,
         # and without an image.
@@ -212,12 +251,13 @@ def predict(model, tokenizer: TextTokenizer, records: List[dict],
             output, _ = backbone.encode(images=pair_images, text_ids=pair_ids,
                                         text_padding_mask=padding)
             text_hidden = output.hidden_states[:, split:]
-            keep(**{f'pair_mlm_{name}': _argmax(
-                model.mlm_head(text_hidden[content_mask]), content_mask)})
+            keep(**{f'pair_mlm_{name}': _scatter(
+                model.mlm_head(text_hidden[content_mask]).argmax(-1),
+                content_mask)})
         hidden = backbone.forward_sequence(text_ids=pair_ids,
                                            text_padding_mask=padding)
-        keep(pair_mlm_text_only=_argmax(model.mlm_head(hidden[content_mask]),
-                                        content_mask))
+        keep(pair_mlm_text_only=_scatter(
+            model.mlm_head(hidden[content_mask]).argmax(-1), content_mask))
 
         # Pairs: masked foreground patches, with the true or a shuffled
         # caption (without one it is the image-only prediction above).
@@ -229,10 +269,11 @@ def predict(model, tokenizer: TextTokenizer, records: List[dict],
                                         vision_mask=vision_mask, text_ids=ids,
                                         text_padding_mask=pad)
             patch_hidden = output.hidden_states[:, 1:split]
-            keep(**{f'pair_mim_fg_{name}': _argmax(
-                model.mim_head(patch_hidden[fg_mask]), fg_mask)})
+            keep(**{f'pair_mim_fg_{name}': _scatter(visual_predictions(
+                model.mim_head, patch_hidden[fg_mask]), fg_mask)})
     arrays = {key: np.concatenate(value) for key, value in out.items()}
     arrays['skipped'] = skipped
+    arrays['num_bits'] = getattr(model.mim_head, 'num_bits', 0)
     return arrays
 
 
@@ -275,6 +316,20 @@ def score(p: Dict[str, np.ndarray], ngram: NgramBaseline, grid,
                                           targets, fg_mask),
     )
     m['pair_mim_fg_acc_caption_free'] = m['mim_fg_acc']
+    bits = int(p.get('num_bits', 0))
+    if bits:
+        for name, pred, where in (
+                ('mim_bit_acc', p['mim'], vmask),
+                ('mim_fg_bit_acc', p['mim'], fg_mask),
+                ('pair_mim_fg_bit_acc_matched', p['pair_mim_fg_matched'],
+                 fg_mask),
+                ('pair_mim_fg_bit_acc_shuffled', p['pair_mim_fg_shuffled'],
+                 fg_mask)):
+            m[name] = float(bit_accuracy(pred, targets, where, bits).mean())
+        m['mim_bit_majority_baseline'] = bit_majority(targets, vmask, bits)
+        m['mim_bit_acc_per_dim'] = [
+            round(float(v), 4)
+            for v in bit_accuracy(p['mim'], targets, vmask, bits)]
     return m
 
 
@@ -345,7 +400,9 @@ def main(argv=None) -> int:
         json.dump(metrics, f, indent=2)
     print(f'\n{"metric":<34}{"value":>8}')
     for key, value in metrics.items():
-        if isinstance(value, (int, float)):
+        if isinstance(value, list):
+            print(f'{key:<34}{" ".join(f"{v:.2f}" for v in value)}')
+        elif isinstance(value, (int, float)):
             print(f'{key:<34}{value:>8.3f}' if isinstance(value, float)
                   else f'{key:<34}{value:>8}')
     print(f'\n{"claim":<18}{"model":>7}  {"strongest baseline":<34}'
