@@ -34,7 +34,11 @@ def bf16_cpu(monkeypatch):
 
 
 def _tiny(demo_root, work_dir, max_iters=ITERS, interval=ITERS, **wrapper):
+    """The demo pretraining, smaller; fp32 unless ``wrapper`` says
+    otherwise."""
     cfg = _cfg(demo_root, work_dir, max_iters=max_iters)
+    cfg.optim_wrapper.type = 'OptimWrapper'
+    cfg.optim_wrapper.pop('dtype', None)
     cfg.model.backbone.arch = dict(embed_dims=32, num_layers=2, num_heads=2,
                                    feedforward_channels=64)
     for part in ('encoder', 'decoder'):
