@@ -233,7 +233,10 @@ def _compact(keys: Iterable[str], limit: int = 12) -> str:
 
 
 def _resolve_path(checkpoint: str) -> str:
-    """A DeepSpeed checkpoint directory resolves to its model-states file."""
+    """A DeepSpeed checkpoint directory resolves to its model-states file, a
+    ``last_checkpoint`` file to the checkpoint it names."""
+    from mmvlp.utils.checkpoint_files import follow_checkpoint_pointer
+    checkpoint = follow_checkpoint_pointer(checkpoint)
     if osp.isdir(checkpoint):
         candidate = osp.join(checkpoint, DEEPSPEED_MODEL_FILE)
         if osp.isfile(candidate):
@@ -283,7 +286,7 @@ def load_pretrained_beit3(model: nn.Module,
     path = _resolve_path(checkpoint)
     state = extract_state_dict(_load_checkpoint(path, map_location))
     state, source = select_backbone_keys(state, prefix)
-    print_log(f'Load BEiT3 weights from {checkpoint}: {source}.',
+    print_log(f'Load BEiT3 weights from {path}: {source}.',
               logger='current')
 
     own = model.state_dict()
