@@ -35,21 +35,25 @@ def test_nearest_visible_copies_the_closest_patch():
     assert pred[0, 4] == 7 and pred[0, 8] == 3
     # Visible patches keep their own token.
     assert (pred[0, ~mask[0]] == tokens[0, ~mask[0]]).all()
-    # Euclidean, not along rows: (0, 0) masked in a 1x4 strip -> (0, 1).
-    strip = nearest_visible(np.array([[5, 6, 7, 7]]),
-                            np.array([[1, 0, 0, 0]], dtype=bool), (1, 4))
-    assert strip[0, 0] == 6
+    # Euclidean: from (0, 0), (1, 1) is nearer than (0, 2) (along the rows
+    # both would be 2 away, and the tie would go to the smaller id 4).
+    tokens = np.array([[1, 1, 4, 1, 9, 1, 1, 1, 1]])
+    mask = np.ones((1, 9), dtype=bool)
+    mask[0, [2, 4]] = False
+    assert nearest_visible(tokens, mask, (3, 3))[0, 0] == 9
     with pytest.raises(ValueError, match='grid 3x3 has 9'):
         nearest_visible(tokens[:, :8], mask[:, :8], (3, 3))
 
 
 def test_ngram_baseline_position_and_bigram():
-    training = [[0, 5, 6, 2], [0, 5, 7, 2], [0, 5, 6, 2]]
+    # 99 is the mask id; a training text that holds it shows that the
+    # bigram never conditions on a mask.
+    training = [[0, 5, 6, 2], [0, 5, 7, 2], [0, 5, 6, 2], [99, 8]]
     ngram = NgramBaseline(training, length=5)
     # Position 4 was never seen: the overall majority (0, 2 and 5 are
     # tied at 3: the smallest, 0).
     assert ngram.position.tolist() == [0, 5, 6, 2, 0]
-    assert ngram.next_token == {0: 5, 5: 6, 6: 2, 7: 2}
+    assert ngram.next_token == {0: 5, 5: 6, 6: 2, 7: 2, 99: 8}
     mask_id = 99
     inputs = np.array([[0, 99, 99, 2, 1],
                        [0, 5, 99, 99, 1],
