@@ -115,7 +115,8 @@ def test_last_checkpoint_stands_for_the_checkpoint_it_names(tmp_path,
     model = torch.nn.Linear(2, 2)
     run = tmp_path / 'run'
     run.mkdir()
-    save_checkpoint({'state_dict': model.state_dict()}, str(run / 'iter_7.pth'))
+    save_checkpoint({'state_dict': model.state_dict()},
+                    str(run / 'iter_7.pth'))
     pointer = run / 'last_checkpoint'
     pointer.write_text(str(run / 'iter_7.pth'))
     other = torch.nn.Linear(2, 2)

@@ -387,7 +387,8 @@ def setup_launch(cfg: Config) -> None:
     ``Runner.from_cfg`` / ``FlexibleRunner.from_cfg``. It applies
     :func:`setup_strategy` (configs with a ``strategy``); beyond that, with
     an accelerator it does nothing. On a CPU-only host with a distributed
-    launcher it applies :func:`limit_cpu_threads`, :func:`init_cpu_process_group`,
+    launcher it applies :func:`limit_cpu_threads`,
+    :func:`init_cpu_process_group`,
     :func:`cpu_model_wrapper_cfg` and :func:`cpu_strategy_cfg`.
 
     Args:

@@ -172,7 +172,8 @@ def draw_what_it_learned(path: str, records: List[dict],
         len(scenes), 5, figsize=(14, 2.4 * len(scenes)),
         gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 3.8]), squeeze=False)
     titles = ('held-out scene, masked', 'model: tokens at the mask',
-              'true tokens', 'another scene', 'caption, masked words filled in')
+              'true tokens', 'another scene',
+              'caption, masked words filled in')
     for row, index in enumerate(scenes):
         record = records[index]
         start = index - index % batch_size

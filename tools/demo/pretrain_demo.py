@@ -14,8 +14,9 @@ Steps, each its own process (the commands are printed):
    is deterministic);
 2. ``tools/train_text_tokenizer.py``: a 160-piece BPE SentencePiece model
    of the training captions (skipped likewise);
-3. ``tools/train.py`` on ``configs/demo/vqkd-color_vit-tiny-p8_demo-tokenizer.py``:
-   the 12-code colour VQ-KD tokenizer (``<work-dir>/tokenizer``);
+3. ``tools/train.py`` on
+   ``configs/demo/vqkd-color_vit-tiny-p8_demo-tokenizer.py``: the 12-code
+   colour VQ-KD tokenizer (``<work-dir>/tokenizer``);
 4. ``tools/train.py`` on ``configs/demo/beit3-tiny-p8_demo-pretrain.py``
    (``<work-dir>/pretrain``, with ``last_checkpoint``);
 5. ``tools/analysis_tools/eval_demo_pretrain.py``: ``<work-dir>/metrics.json``

@@ -114,8 +114,9 @@ class NonFiniteLossHook(Hook):
     logged with the losses that were not finite. Without a loss scaler
     (fp32, and bf16 with mmvlp's ``AmpOptimWrapper``), a finite loss whose
     gradients are not finite skips the step as well (with an fp16 loss
-    scaler the scaler skips those steps and lowers its scale). The skipped step's non-finite losses are dropped from its
-    outputs, so the logged losses are those of the steps that trained.
+    scaler the scaler skips those steps and lowers its scale). The skipped
+    step's non-finite losses are dropped from its outputs, so the logged
+    losses are those of the steps that trained.
     ``max_consecutive`` such iterations in a row stop the run with a
     ``RuntimeError`` saying what to do. A checkpoint whose weights or
     optimizer state hold non-finite values is never written: saving raises
