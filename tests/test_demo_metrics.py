@@ -1,9 +1,11 @@
 """The main demo's claims on its outputs (``make demo``, then
 ``make test-demo``; CI runs both): on held-out scenes the model beats the
-strongest simple baseline of each metric by at least the margin below.
+strongest simple baseline of each claim by at least the margin below.
 
 The margins sit well inside the spread of the multi-seed runs of the demo
-(``make demo-seeds``; the table is in docs/demo.md).
+(``make demo-seeds``; the table is in docs/demo.md). Image-only MIM
+(``mim``, ``mim_fg``) is measured but not claimed: the tiny model does not
+beat copying the nearest visible patch at the demo's budget.
 """
 import json
 import os.path as osp
@@ -15,8 +17,7 @@ METRICS = osp.join(WORK_DIR, 'metrics.json')
 PICTURE = osp.join(WORK_DIR, 'what_it_learned.png')
 
 #: Least gain over the strongest baseline per claim (accuracy / 100).
-THRESHOLDS = dict(mim=0.0, mim_fg=0.0, mlm=0.0, caption_filling=0.0,
-                  fg_from_caption=0.0)
+THRESHOLDS = dict(mlm=0.0, caption_filling=0.0, fg_from_caption=0.0)
 
 
 def _metrics():
@@ -31,10 +32,20 @@ def test_demo_beats_the_strongest_baseline(claim):
     m = _metrics()
     assert m['num_images'] >= 100
     c = m['claims'][claim]
+    assert c['threshold'] == THRESHOLDS[claim]
     # The strongest baseline is the best of all those measured.
     from_metrics = max(m[key] for key in BASELINES[claim])
     assert c['baseline_acc'] == from_metrics
     assert c['model_acc'] - c['baseline_acc'] >= THRESHOLDS[claim], c
+
+
+@pytest.mark.demo
+def test_image_only_claims_are_measured():
+    m = _metrics()
+    for claim in ('mim', 'mim_fg'):
+        c = m['claims'][claim]
+        assert c['threshold'] is None
+        assert c['baseline_acc'] == max(m[key] for key in BASELINES[claim])
 
 
 @pytest.mark.demo

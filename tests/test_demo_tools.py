@@ -65,5 +65,7 @@ def test_seed_summary_and_table():
     assert (fg['min'], fg['max']) == (-0.1, 0.5)
     table = demo_seeds.table(summary, [0, 1])
     assert table.splitlines()[0].startswith('| claim | model (mean of 2 ')
-    assert '| mim | 0.700 | mim_base | 0.500 | +0.200 [+0.100, +0.300] |' \
-        in table
+    assert '| mim | 0.700 | mim_base | 0.500 | +0.200 [+0.100, +0.300] | ' \
+        'reported only |' in table
+    assert '| mlm | 0.700 | mlm_base | 0.500 | +0.200 [+0.100, +0.300] | ' \
+        f'{demo_seeds.THRESHOLDS["mlm"]:+.3f} |' in table

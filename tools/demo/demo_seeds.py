@@ -39,7 +39,7 @@ def summarize(metrics: Dict[int, dict]) -> Dict[str, dict]:
                               min=min(values), max=max(values))
         stats['strongest_baselines'] = sorted(
             {row['strongest_baseline'] for row in rows})
-        stats['threshold'] = THRESHOLDS[claim]
+        stats['threshold'] = THRESHOLDS.get(claim)  # None: reported only
         summary[claim] = stats
     return summary
 
@@ -57,7 +57,8 @@ def table(summary: Dict[str, dict], seeds: List[int]) -> str:
             f'{", ".join(s["strongest_baselines"])} | '
             f'{s["baseline_acc"]["mean"]:.3f} | {gain["mean"]:+.3f} '
             f'[{gain["min"]:+.3f}, {gain["max"]:+.3f}] | '
-            f'{s["threshold"]:+.3f} |')
+            + ('reported only' if s['threshold'] is None else
+               f'{s["threshold"]:+.3f}') + ' |')
     return '\n'.join(lines)
 
 
