@@ -208,3 +208,19 @@ def test_data_pipeline_benchmark_tiny(tmp_path, capsys):
     assert float(result['min_margin']) > 0
     assert set(payload['samples_per_s']) == set(data_pipeline.SOURCES)
     assert osp.exists(tmp_path / 'data' / 'jpg' / '00000.jpg')
+
+
+def test_demo_step_benchmark_tiny(tmp_path, capsys):
+    from benchmarks import demo_step
+    out = tmp_path / 'demo_step.json'
+    assert demo_step.main(['--num-train', '24', '--threads', '1',
+                           '--out', str(out), *FAST]) == 0
+    result = _result_line(capsys)
+    assert float(result['fp32_s']) > 0 and float(result['bf16_s']) > 0
+    assert float(result['tokenizer_s']) > 0
+    payload = json.loads(out.read_text())
+    pretrain = payload['pretrain']
+    assert float(result['bf16_speedup']) == pytest.approx(
+        pretrain['wall_s']['speedup'], abs=0.01)
+    assert len(pretrain['samples']['fp32']) == len(
+        pretrain['samples']['bf16']) == 2

@@ -105,3 +105,35 @@ def test_cut_checkpoint_gets_a_clear_error(tmp_path):
         load_checkpoint(torch.nn.Linear(1, 1), str(path), logger='silent')
     with pytest.raises(RuntimeError, match=message):
         safe_torch_load(path)
+
+
+def test_last_checkpoint_stands_for_the_checkpoint_it_names(tmp_path,
+                                                            monkeypatch):
+    """init_cfg / load_from / tools/test.py can name a run's
+    ``last_checkpoint`` instead of its final iter_N.pth."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    model = torch.nn.Linear(2, 2)
+    run = tmp_path / 'run'
+    run.mkdir()
+    save_checkpoint({'state_dict': model.state_dict()},
+                    str(run / 'iter_7.pth'))
+    pointer = run / 'last_checkpoint'
+    pointer.write_text(str(run / 'iter_7.pth'))
+    other = torch.nn.Linear(2, 2)
+    load_checkpoint(other, str(pointer), logger='silent')
+    assert torch.equal(other.weight, model.weight)
+    # A relative name that does not resolve from the working directory is
+    # read from the pointer's folder (a copied work dir).
+    pointer.write_text('elsewhere/work_dirs/run/iter_7.pth')
+    monkeypatch.chdir(tmp_path)
+    assert torch.equal(_load_checkpoint(str(pointer))['state_dict'][
+        'weight'], model.weight)
+    pointer.write_text('')
+    with pytest.raises(FileNotFoundError, match='is empty'):
+        _load_checkpoint(str(pointer))
+    pointer.write_text(str(run / 'iter_8.pth'))
+    with pytest.raises(FileNotFoundError, match='names .*iter_8.pth, which '
+                       'does not exist'):
+        _load_checkpoint(str(pointer))
+    # Other files are loaded as they are.
+    assert _load_checkpoint(str(run / 'iter_7.pth'))['state_dict']

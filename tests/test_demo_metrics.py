@@ -1,22 +1,73 @@
-"""The main demo's thresholds on its outputs (``make demo``, then
-``make test-demo``; CI runs both)."""
+"""The main demo's claims on its outputs (``make demo``, then
+``make test-demo``; CI runs both): on held-out scenes the model beats the
+strongest simple baseline of each claim by at least the margin below.
+
+The margins sit well inside the spread of the multi-seed runs of the demo
+(``make demo-seeds``; the table is in docs/demo.md). Image-only MIM
+(``mim``, ``mim_fg``) is measured but not claimed: the tiny model does not
+beat copying the nearest visible patch at the demo's budget.
+"""
 import json
 import os.path as osp
 
 import pytest
 
-METRICS = osp.join(osp.dirname(__file__), '..', 'work_dirs', 'demo',
-                   'metrics.json')
+WORK_DIR = osp.join(osp.dirname(__file__), '..', 'work_dirs', 'demo')
+METRICS = osp.join(WORK_DIR, 'metrics.json')
+PICTURE = osp.join(WORK_DIR, 'what_it_learned.png')
+
+#: Least gain over the strongest baseline per claim (accuracy / 100).
+THRESHOLDS = dict(mlm=0.0, caption_filling=0.0, fg_from_caption=0.0)
+
+
+def _metrics():
+    assert osp.isfile(METRICS), 'run `make demo` first'
+    with open(METRICS) as f:
+        return json.load(f)
 
 
 @pytest.mark.demo
-def test_demo_learned_both_modalities_and_reads_one_for_the_other():
-    assert osp.isfile(METRICS), 'run `make demo` first'
-    with open(METRICS) as f:
-        m = json.load(f)
-    assert m['mim_acc'] >= 3 * m['mim_majority_baseline']
-    assert m['mlm_acc'] >= 2 * m['mlm_majority_baseline']
-    assert m['pair_mlm_acc_matched'] - m['pair_mlm_acc_shuffled'] >= 0.15
-    assert m['pair_mim_fg_acc_matched'] - m['pair_mim_fg_acc_shuffled'] >= \
-        0.10
+@pytest.mark.parametrize('claim', sorted(THRESHOLDS))
+def test_demo_beats_the_strongest_baseline(claim):
+    m = _metrics()
     assert m['num_images'] >= 100
+    c = m['claims'][claim]
+    assert c['threshold'] == THRESHOLDS[claim]
+    # The strongest baseline is the best of all those measured.
+    from_metrics = max(m[key] for key in BASELINES[claim])
+    assert c['baseline_acc'] == from_metrics
+    assert c['model_acc'] - c['baseline_acc'] >= THRESHOLDS[claim], c
+
+
+@pytest.mark.demo
+def test_image_only_claims_are_measured():
+    m = _metrics()
+    for claim in ('mim', 'mim_fg'):
+        c = m['claims'][claim]
+        assert c['threshold'] is None
+        assert c['baseline_acc'] == max(m[key] for key in BASELINES[claim])
+
+
+@pytest.mark.demo
+def test_demo_drew_what_it_learned():
+    from PIL import Image
+    assert osp.isfile(PICTURE), 'run `make demo` first'
+    assert 30_000 < osp.getsize(PICTURE) < 2_000_000
+    with Image.open(PICTURE) as image:
+        assert image.format == 'PNG' and image.size[0] >= 800
+
+
+#: The baselines of each claim (tools/analysis_tools/eval_demo_pretrain.py).
+BASELINES = dict(
+    mim=('mim_majority_baseline', 'mim_visible_majority_baseline',
+         'mim_nearest_visible_baseline'),
+    mim_fg=('mim_fg_majority_baseline', 'mim_fg_visible_majority_baseline',
+            'mim_fg_nearest_visible_baseline'),
+    mlm=('mlm_majority_baseline', 'mlm_position_baseline',
+         'mlm_bigram_baseline'),
+    caption_filling=('pair_mlm_acc_shuffled', 'pair_mlm_acc_text_only',
+                     'pair_mlm_position_baseline',
+                     'pair_mlm_bigram_baseline'),
+    fg_from_caption=('pair_mim_fg_acc_shuffled',
+                     'pair_mim_fg_acc_caption_free'),
+)

@@ -1,7 +1,8 @@
 """NonFiniteLossHook: a step whose loss (or, without a loss scaler, whose
 gradient) is not finite is skipped and counted; too many in a row stop the
 run; non-finite weights never reach a checkpoint. With mmengine's Runner,
-OptimWrapper and AmpOptimWrapper (its scaler on CPU), and under two DDP
+OptimWrapper, mmengine's AmpOptimWrapper (its scaler on CPU), mmvlp's
+AmpOptimWrapper in bf16 (no scaler), and under two DDP
 ranks where only one sees the bad loss."""
 import glob
 import math
@@ -197,6 +198,31 @@ def test_amp_optim_wrapper(tmp_path, monkeypatch):
     assert runner.message_hub.get_scalar(
         'train/nonfinite_steps').current() == 1
     assert 'Iteration 2: non-finite loss' in _log(tmp_path)
+
+
+def test_bf16_amp_optim_wrapper_trains_unscaled_and_checks_gradients(
+        tmp_path, monkeypatch):
+    """mmvlp's AmpOptimWrapper in bf16 has no loss scaler (no per-step
+    sync), so the hook checks the gradients itself: a NaN gradient skips
+    the step and is counted, as without mixed precision."""
+    monkeypatch.setattr('mmvlp.engine.optimizers.amp.cpu_bf16_support',
+                        lambda: (True, 'test'))
+    runner, record = _runner(tmp_path, [1, NAN, 1, GRAD_NAN, 1],
+                             optim_wrapper=dict(type='AmpOptimWrapper',
+                                                dtype='bfloat16',
+                                                optimizer=dict(type='SGD',
+                                                               lr=0.1)))
+    runner.train()
+    assert runner.optim_wrapper.loss_scaler is None
+    assert runner.optim_wrapper.autocast_enabled
+    w = record.weights
+    assert w[1] == w[0] and w[3] == w[2] and w[4] != w[3] and w[0] != 0.5
+    assert runner.message_hub.get_scalar(
+        'train/nonfinite_steps').current() == 2
+    log = _log(tmp_path)
+    assert 'Iteration 4: the gradients were not finite' in log
+    assert 'bf16 autocast on CPU (test), fp32 master weights, no loss ' \
+        'scaler' in log
 
 
 def _ddp_rank(rank, init_file, results):

@@ -272,6 +272,22 @@ def test_deepspeed_and_fsdp_layouts(pretrain_model, tmp_path, layout):
     _assert_loaded(model, _source_backbone(pretrain_model), (4, 4), (6, 6))
 
 
+def test_last_checkpoint_pointer(pretrain_model, pretrain_checkpoint,
+                                 tmp_path):
+    """``checkpoint=<work_dir>/last_checkpoint`` loads the file it names
+    (the transfer demo configs point at the pretraining's), and the log
+    names that file."""
+    pointer = tmp_path / 'last_checkpoint'
+    pointer.write_text(pretrain_checkpoint)
+    model = _vision_backbone(init_cfg=dict(
+        type='Pretrained', checkpoint=str(pointer), prefix='backbone.'))
+    with LogCatcher() as logs:
+        model.init_weights()
+    assert len(logs.matching(f'Load BEiT3 weights from '
+                             f'{pretrain_checkpoint}:')) == 1
+    _assert_loaded(model, _source_backbone(pretrain_model), (4, 4), (6, 6))
+
+
 def test_zero3_placeholders_name_the_fix(pretrain_model, tmp_path):
     state = {k: torch.empty(0) if k.startswith('backbone.layers') else v
              for k, v in _pretrain_state(pretrain_model).items()}

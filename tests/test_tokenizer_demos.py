@@ -122,6 +122,9 @@ def test_bsqvit_demo_config(demo_data, tmp_path):
     from PIL import Image
     width, height = Image.open(image).size
     assert (width, height) == (3 * 64, 4 * 64)  # image | ids | recon rows
+    # The same grid under a fixed name (make demo-tokenizers).
+    latest = np.asarray(Image.open(tmp_path / 'tokenizer.png'))
+    assert (latest == np.asarray(Image.open(image).convert('RGB'))).all()
 
 
 def test_vqkd_base_recipe_config():

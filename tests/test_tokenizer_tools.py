@@ -281,3 +281,38 @@ def test_color_histogram_target_names_the_rare_colour():
                                 hard=True)(images)
     assert set(hard.unique().tolist()) == {0., 1.}
     assert hard[0, 0, red] == 1 and hard[0, 3, grey] == 1
+
+
+def _histogram_by_one_hot(images, patch, bins, rarity, hard):
+    """Independent reference: a one-hot of every pixel, average-pooled."""
+    import torch.nn.functional as F
+    levels = (images * bins / 256.).long().clamp(0, bins - 1)
+    cell = (levels[:, 0] * bins + levels[:, 1]) * bins + levels[:, 2]
+    onehot = F.one_hot(cell, bins**3).permute(0, 3, 1, 2).float()
+    pooled = F.avg_pool2d(onehot, patch)
+    if rarity:
+        pooled = pooled / onehot.mean((2, 3), keepdim=True).clamp_min(1e-6)
+        pooled = pooled / pooled.sum(1, keepdim=True)
+    if hard:
+        pooled = F.one_hot(pooled.argmax(1), bins**3).permute(
+            0, 3, 1, 2).float()
+    return pooled.flatten(2).transpose(1, 2)
+
+
+@pytest.mark.parametrize('rarity,hard', [(False, False), (True, False),
+                                         (True, True)])
+def test_color_histogram_target_equals_pooled_one_hots(rarity, hard):
+    """The per-patch counting equals pooling a one-hot of every pixel
+    bitwise, on a non-square image whose sides are not multiples of the
+    patch (the rarity shares count the whole image)."""
+    from mmvlp.models import ColorHistogramTarget
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (3, 3, 50, 44),
+                           generator=generator).float()
+    images[:, :, :20] = 128.  # a large background area
+    target = ColorHistogramTarget(patch_size=8, bins=6, rarity=rarity,
+                                  hard=hard)
+    out = target(images)
+    assert out.shape == (3, 6 * 5, 216)
+    assert torch.equal(out, _histogram_by_one_hot(images, 8, 6, rarity,
+                                                  hard))

@@ -43,7 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='resume from CKPT, or from the latest checkpoint in the work '
         'dir when no path is given')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (AmpOptimWrapper; '
+                        help='automatic mixed precision (AmpOptimWrapper: '
+                        'bf16 on CPUs with AMX/AVX512-BF16, else fp32; the '
+                        "config's dtype, fp16 by default, on GPUs; "
                         'DeepSpeed configs set bf16/fp16 in the strategy)')
     parser.add_argument(
         '--accumulate', type=int, default=1, metavar='N',
@@ -78,8 +80,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp and cfg.get('strategy') is None:
+        # A loss scaler for fp16 only (mmvlp's AmpOptimWrapper).
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     elif args.amp:
         print_log('--amp is ignored for configs with a strategy: DeepSpeed '
                   'takes bf16/fp16 from the strategy, FSDP the optimizer '

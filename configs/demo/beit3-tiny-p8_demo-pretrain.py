@@ -9,7 +9,9 @@ _base_ = [
     '../_base_/datasets/demo_pretrain_sources.py',
     '../_base_/models/vqkd-color-tiny-p8_demo.py',
 ]
-tokenizer_checkpoint = 'work_dirs/demo/tokenizer/iter_300.pth'
+# The tokenizer run's latest checkpoint (a `last_checkpoint` file stands for
+# the checkpoint it names).
+tokenizer_checkpoint = 'work_dirs/demo/tokenizer/last_checkpoint'
 
 model = dict(
     type='BEiT3Pretrain',
@@ -36,9 +38,14 @@ model = dict(
     data_preprocessor=dict(type='MultiSourceDataPreprocessor'))
 
 # The paper's optimiser (AdamW (0.9, 0.98), eps 1e-6, wd 0.05, clip 3.0)
-# with a demo-sized schedule.
+# with a demo-sized schedule, in bf16 mixed precision as the paper's recipe:
+# bf16 autocast with fp32 weights on CPUs with AMX or AVX512-BF16 (the demo
+# step about 2x faster there, benchmarks/demo_step.py), fp32 elsewhere (one
+# log line says so).
 max_iters = 1300
 optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6,
                    weight_decay=0.05),
     clip_grad=dict(max_norm=3.0))

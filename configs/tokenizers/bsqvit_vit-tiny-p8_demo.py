@@ -41,5 +41,7 @@ train_cfg = dict(max_iters=max_iters, val_interval=250)
 val_evaluator = [dict(type='ReconstructionMetric'), dict(type='CodebookUsage')]
 test_evaluator = val_evaluator
 
-custom_hooks = [dict(type='TokenizerVisualizationHook', num_images=8)]
+# The latest grid also goes to <work_dir>/tokenizer.png (make demo-tokenizers).
+custom_hooks = [dict(type='TokenizerVisualizationHook', num_images=8,
+                     out_file='tokenizer.png')]
 default_hooks = dict(checkpoint=dict(interval=250))

@@ -33,5 +33,7 @@ test_evaluator = val_evaluator
 
 custom_hooks = [
     dict(type='CodebookHealthHook', interval=50),
-    dict(type='TokenizerVisualizationHook', num_images=8),
+    # The latest grid also goes to <work_dir>/tokenizer.png.
+    dict(type='TokenizerVisualizationHook', num_images=8,
+         out_file='tokenizer.png'),
 ]

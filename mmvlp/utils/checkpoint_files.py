@@ -14,7 +14,12 @@ and ``--resume`` then picks it and fails (or ``resume('')``). mmvlp:
 * makes ``find_latest_checkpoint`` (what ``resume=True`` without a path
   uses) check the checkpoint it is about to return, and fall back to the
   newest complete ``iter_*.pth`` / ``epoch_*.pth`` with a warning when the
-  recorded one is missing, empty or cut short.
+  recorded one is missing, empty or cut short;
+* lets a ``last_checkpoint`` file stand for the checkpoint it names
+  wherever a local checkpoint is loaded (``init_cfg``, ``load_from``,
+  ``tools/test.py``), so configs can point at a run's latest checkpoint
+  without knowing its iteration count
+  (``work_dirs/demo/pretrain/last_checkpoint``).
 """
 import os
 import os.path as osp
@@ -28,7 +33,8 @@ from mmengine.logging import print_log
 __all__ = [
     'checkpoint_problem', 'find_resumable_checkpoint', 'atomic_write_bytes',
     'atomic_torch_save',
-    'install_atomic_checkpoint_saving', 'install_resumable_checkpoint_search'
+    'install_atomic_checkpoint_saving', 'install_resumable_checkpoint_search',
+    'follow_checkpoint_pointer', 'install_checkpoint_pointers'
 ]
 
 _CHECKPOINT_NAME = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
@@ -224,3 +230,54 @@ def install_resumable_checkpoint_search() -> None:
     from mmengine.runner import _flexible_runner, checkpoint, runner
     for module in (runner_pkg, checkpoint, runner, _flexible_runner):
         module.find_latest_checkpoint = find_resumable_checkpoint
+
+
+POINTER_NAME = 'last_checkpoint'
+
+
+def follow_checkpoint_pointer(path: str) -> str:
+    """The checkpoint a ``last_checkpoint`` file names, else ``path``.
+
+    mmengine writes the path of every checkpoint it saves to
+    ``<work_dir>/last_checkpoint``. A relative name there is read as
+    mmengine writes it (from the working directory) or, when that does not
+    exist, from the pointer's folder.
+
+    Args:
+        path (str): A checkpoint path, or a ``last_checkpoint`` file.
+
+    Raises:
+        FileNotFoundError: The pointer is empty or names a missing file.
+    """
+    if not isinstance(path, str) or osp.basename(path) != POINTER_NAME or \
+            not osp.isfile(path):
+        return path
+    with open(path) as f:
+        target = f.read().strip()
+    if not target:
+        raise FileNotFoundError(
+            f'{path} is empty (a run killed while saving?): point at a '
+            'checkpoint file instead, e.g. the newest iter_*.pth there.')
+    if not osp.isabs(target) and not osp.isfile(target):
+        target = osp.join(osp.dirname(path), osp.basename(target))
+    if not osp.isfile(target):
+        raise FileNotFoundError(
+            f'{path} names {target}, which does not exist: rerun the '
+            'training that wrote it or point at another checkpoint.')
+    return target
+
+
+def install_checkpoint_pointers() -> None:
+    """Make mmengine's local checkpoint loader follow ``last_checkpoint``
+    files (:func:`follow_checkpoint_pointer`). Idempotent."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    loader = CheckpointLoader._schemes['']
+    if getattr(loader, '_mmvlp_pointer', False):
+        return
+
+    def load(filename, *args, **kwargs):
+        return loader(follow_checkpoint_pointer(filename), *args, **kwargs)
+
+    load._mmvlp_pointer = True
+    load._mmvlp_safe = getattr(loader, '_mmvlp_safe', False)
+    CheckpointLoader._schemes[''] = load

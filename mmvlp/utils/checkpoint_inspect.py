@@ -143,6 +143,14 @@ def file_problem(path) -> Optional[Tuple[str, str, str]]:
     path = os.fspath(path)
     if '://' in path:
         return None
+    if osp.basename(path) == 'last_checkpoint' and osp.isfile(path):
+        # mmengine's pointer file stands for the checkpoint it names.
+        from .checkpoint_files import follow_checkpoint_pointer
+        try:
+            path = follow_checkpoint_pointer(path)
+        except FileNotFoundError as error:
+            return ('missing', f'is a pointer to no checkpoint ({error})',
+                    'point at a checkpoint file')
     if not osp.exists(path):
         where = '' if osp.isabs(path) else f' (relative to {os.getcwd()})'
         return ('missing', 'does not exist', f'check the path{where}')

@@ -5,6 +5,7 @@ idempotent and is listed in the README's "Compatibility" section with the test
 that shows it.
 """
 from .checkpoint_files import (install_atomic_checkpoint_saving,
+                               install_checkpoint_pointers,
                                install_resumable_checkpoint_search)
 from .checkpoint_loading import install_checked_loading
 from .checkpoint_safety import (install_safe_checkpoint_loading,
@@ -25,6 +26,10 @@ def apply_compat_patches() -> None:
     install_checked_loading()
     install_atomic_checkpoint_saving()
     install_resumable_checkpoint_search()
+    install_checkpoint_pointers()  # after the safe loader: it wraps it
     apply_strategy_patches()
     patch_mmpretrain_retrieval_in1d()
+    # mmengine's AmpOptimWrapper asserts a GPU and scales bf16 losses.
+    from mmvlp.engine.optimizers.amp import register_amp_optim_wrapper
+    register_amp_optim_wrapper()
     _APPLIED = True

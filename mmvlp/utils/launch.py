@@ -14,8 +14,10 @@ section 4):
   ``device_ids=None``.
 * several processes on few cores oversubscribe them: without a user-set
   ``OMP_NUM_THREADS`` every process gets one thread.
-* ``AmpOptimWrapper`` asserts a GPU: mmvlp falls back to the fp32
-  ``OptimWrapper`` with a warning, so the paper recipes can be smoke-tested.
+* ``AmpOptimWrapper`` asserts a GPU: mmvlp's own ``AmpOptimWrapper``
+  (registered under that name at ``import mmvlp``) trains with bf16
+  autocast on CPUs with bf16 units and in fp32 elsewhere
+  (``mmvlp/engine/optimizers/amp.py``).
 * ``FSDPStrategy`` gives FSDP ``device_id=LOCAL_RANK`` (a CUDA device) and
   ``DDPStrategy`` gives DDP ``device_ids=[LOCAL_RANK]``: mmvlp sets
   ``device_id='cpu'`` / ``device_ids=None`` in the strategy's
@@ -57,7 +59,7 @@ from torch.nn.parallel import DistributedDataParallel
 __all__ = [
     'LAUNCHERS', 'accelerator_available', 'limit_cpu_threads',
     'init_cpu_process_group', 'cpu_model_wrapper_cfg',
-    'cpu_optim_wrapper_cfg', 'cpu_strategy_cfg', 'strategy_type',
+    'cpu_strategy_cfg', 'strategy_type',
     'deepspeed_optim_wrapper_cfg', 'setup_strategy', 'setup_launch',
     'build_runner', 'finish_launch'
 ]
@@ -189,34 +191,6 @@ def cpu_model_wrapper_cfg(cfg: Config) -> None:
             'CUDA devices, but this host has none: drop device_ids (mmvlp '
             'sets None for CPU DDP) or run on a GPU host.')
     wrapper['device_ids'] = None
-
-
-def cpu_optim_wrapper_cfg(cfg: Config) -> None:
-    """Replace ``AmpOptimWrapper`` by the fp32 ``OptimWrapper`` (in place).
-
-    mmengine's ``AmpOptimWrapper`` asserts a GPU/NPU/MLU. On a CPU-only host
-    mmvlp trains in fp32 instead (dropping ``dtype`` and ``loss_scale``)
-    and says so; numbers from such a run are not the recipe's mixed
-    precision ones.
-
-    Args:
-        cfg (Config): The run's config.
-    """
-    wrapper = cfg.get('optim_wrapper')
-    if not isinstance(wrapper, dict):
-        return
-    # A single wrapper, or several (multi-optimizer configs) by name.
-    candidates = [wrapper] + [value for value in wrapper.values()
-                              if isinstance(value, dict)]
-    for candidate in candidates:
-        if candidate.get('type') == 'AmpOptimWrapper':
-            print_log(
-                'AmpOptimWrapper needs a GPU; this host has none, so the '
-                'run uses OptimWrapper in fp32 (dtype/loss_scale ignored).',
-                logger='current', level=logging.WARNING)
-            candidate['type'] = 'OptimWrapper'
-            for key in ('dtype', 'loss_scale', 'use_fsdp'):
-                candidate.pop(key, None)
 
 
 def strategy_type(cfg: Config) -> Optional[str]:
@@ -419,9 +393,9 @@ def setup_launch(cfg: Config) -> None:
     Call it after the command-line options are merged and before
     ``Runner.from_cfg`` / ``FlexibleRunner.from_cfg``. It applies
     :func:`setup_strategy` (configs with a ``strategy``); beyond that, with
-    an accelerator it does nothing. On a CPU-only host it applies
-    :func:`cpu_optim_wrapper_cfg`, and for a distributed launcher also
-    :func:`limit_cpu_threads`, :func:`init_cpu_process_group`,
+    an accelerator it does nothing. On a CPU-only host with a distributed
+    launcher it applies :func:`limit_cpu_threads`,
+    :func:`init_cpu_process_group`,
     :func:`cpu_model_wrapper_cfg` and :func:`cpu_strategy_cfg`.
 
     Args:
@@ -439,7 +413,6 @@ def setup_launch(cfg: Config) -> None:
     launcher = cfg.get('launcher', 'none')
     if accelerator_available():
         return
-    cpu_optim_wrapper_cfg(cfg)
     if launcher == 'none':
         return
     limit_cpu_threads()

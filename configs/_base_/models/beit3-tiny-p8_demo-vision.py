@@ -2,10 +2,11 @@
 # 4 layers x 192, patch 8, 48x48 images) as a vision backbone, shared by the
 # transfer demo configs of mmpretrain, mmdet and mmseg. Each of them inherits
 # this file and uses `dict(_base_.demo_vision_backbone, out_type=..., ...)`.
-# `make demo` writes the checkpoint; `--cfg-options
-# model.backbone.init_cfg=None` trains the same model from scratch (with the
-# same sine-cosine start of the position table as the pretraining).
-demo_pretrained = 'work_dirs/demo/pretrain/iter_1300.pth'
+# `make demo` writes the checkpoint (a `last_checkpoint` file stands for the
+# checkpoint it names); `--cfg-options model.backbone.init_cfg=None` trains
+# the same model from scratch (with the same sine-cosine start of the
+# position table as the pretraining).
+demo_pretrained = 'work_dirs/demo/pretrain/last_checkpoint'
 demo_vision_backbone = dict(
     type='mmvlp.BEiT3',
     arch=dict(embed_dims=192, num_layers=4, num_heads=3,

@@ -7,7 +7,6 @@ import torch
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from mmengine.optim.optimizer.amp_optimizer_wrapper import AmpOptimWrapper
 
 from mmvlp.registry import HOOKS
 
@@ -52,10 +51,11 @@ class _Guard:
 
     def __init__(self, wrapper: OptimWrapper, check_grads: bool) -> None:
         self.wrapper = wrapper
-        # A loss scaler finds non-finite gradients itself (and lowers its
-        # scale instead of giving up on the step).
-        self.check_grads = check_grads and not isinstance(
-            wrapper, AmpOptimWrapper)
+        # A loss scaler (fp16) finds non-finite gradients itself and lowers
+        # its scale instead of giving up on the step; bf16 and fp32 train
+        # unscaled (mmvlp's AmpOptimWrapper has no scaler for bf16).
+        self.check_grads = check_grads and getattr(
+            wrapper, 'loss_scaler', None) is None
         self.poisoned = False  # the window saw a non-finite loss
         self.skipped: Optional[str] = None  # why the last call skipped
 
@@ -111,11 +111,12 @@ class NonFiniteLossHook(Hook):
     runs no backward pass and no optimizer step (weights, optimizer state
     and loss scale stay as they were), is counted
     (``train/nonfinite_steps`` in the log, kept across ``resume``) and
-    logged with the losses that were not finite. Without a loss scaler,
-    a finite loss whose gradients are not finite skips the step as well
-    (with ``AmpOptimWrapper`` the scaler skips those steps and lowers its
-    scale). The skipped step's non-finite losses are dropped from its
-    outputs, so the logged losses are those of the steps that trained.
+    logged with the losses that were not finite. Without a loss scaler
+    (fp32, and bf16 with mmvlp's ``AmpOptimWrapper``), a finite loss whose
+    gradients are not finite skips the step as well (with an fp16 loss
+    scaler the scaler skips those steps and lowers its scale). The skipped
+    step's non-finite losses are dropped from its outputs, so the logged
+    losses are those of the steps that trained.
     ``max_consecutive`` such iterations in a row stop the run with a
     ``RuntimeError`` saying what to do. A checkpoint whose weights or
     optimizer state hold non-finite values is never written: saving raises

@@ -1,4 +1,5 @@
 """Save images, token-id maps and reconstructions of a tokenizer."""
+import os.path as osp
 from typing import Optional
 
 import numpy as np
@@ -6,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from PIL import Image
 
 from mmvlp.registry import HOOKS
 
@@ -35,18 +37,23 @@ class TokenizerVisualizationHook(Hook):
 
     The grid goes to the runner's visualizer (``add_image``), so every
     backend receives it (with ``LocalVisBackend``: a PNG under
-    ``<work_dir>/<timestamp>/vis_data/vis_image``).
+    ``<work_dir>/<timestamp>/vis_data/vis_image``), and, with ``out_file``,
+    to ``<work_dir>/<out_file>`` (overwritten at every validation: the
+    latest grid under a name that does not change).
 
     Args:
         num_images (int): Images in the grid.
         name (str): Image name in the backends.
+        out_file (str, optional): PNG file name under the work dir.
     """
     priority = 'LOW'
 
     def __init__(self, num_images: int = 8,
-                 name: str = 'tokenizer') -> None:
+                 name: str = 'tokenizer',
+                 out_file: Optional[str] = None) -> None:
         self.num_images = num_images
         self.name = name
+        self.out_file = out_file
         self._batch: Optional[dict] = None
 
     def before_val_epoch(self, runner) -> None:
@@ -66,6 +73,12 @@ class TokenizerVisualizationHook(Hook):
         images = data['inputs'][:self.num_images].float()
         grid = self.make_grid(model, images)
         runner.visualizer.add_image(self.name, grid, step=runner.iter)
+        if self.out_file:
+            path = osp.join(runner.work_dir, self.out_file)
+            Image.fromarray(grid).save(path)
+            runner.logger.info(f'{self.name}: {len(images)} validation '
+                               'images, their token maps (and '
+                               f'reconstructions) drawn to {path}')
         self._batch = None
 
     @staticmethod

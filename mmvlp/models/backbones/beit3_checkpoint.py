@@ -219,7 +219,10 @@ def _compact(keys: Iterable[str], limit: int = 12) -> str:
 
 
 def _resolve_path(checkpoint: str) -> str:
-    """A DeepSpeed checkpoint directory resolves to its model-states file."""
+    """A DeepSpeed checkpoint directory resolves to its model-states file, a
+    ``last_checkpoint`` file to the checkpoint it names."""
+    from mmvlp.utils.checkpoint_files import follow_checkpoint_pointer
+    checkpoint = follow_checkpoint_pointer(checkpoint)
     if osp.isdir(checkpoint):
         candidate = osp.join(checkpoint, DEEPSPEED_MODEL_FILE)
         if osp.isfile(candidate):
@@ -391,7 +394,7 @@ def load_pretrained_beit3(model: nn.Module,
         raise CheckpointFitError(
             f'{error}\n  The file holds {file.describe()}.\n  Its use: '
             f'{file.use}.') from None
-    print_log(f'Load BEiT3 weights from {checkpoint}: {source}.',
+    print_log(f'Load BEiT3 weights from {path}: {source}.',
               logger='current')
 
     own = model.state_dict()

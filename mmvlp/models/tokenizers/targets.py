@@ -286,13 +286,26 @@ class ColorHistogramTarget(BaseModule):
             0, self.bins - 1)
         cell = (levels[:, 0] * self.bins + levels[:, 1]) * self.bins + \
             levels[:, 2]  # (B, H, W)
-        onehot = F.one_hot(cell, self.out_dims).permute(0, 3, 1, 2).float()
-        pooled = F.avg_pool2d(onehot, self.patch_size)  # (B, K, h, w)
-        if self.rarity:
-            image_share = onehot.mean((2, 3), keepdim=True)  # (B, K, 1, 1)
+        batch, height, width = cell.shape
+        p, cells = self.patch_size, self.out_dims
+        h, w = height // p, width // p
+        # Pixel counts per (image, patch, colour cell) with one bincount
+        # (a one-hot of every pixel would hold B*H*W*bins**3 numbers).
+        patch = (torch.arange(h, device=cell.device)[:, None] * w +
+                 torch.arange(w, device=cell.device)).repeat_interleave(
+                     p, 0).repeat_interleave(p, 1)  # (h*p, w*p)
+        image = torch.arange(batch, device=cell.device)[:, None, None]
+        index = (image * (h * w) + patch) * cells + cell[:, :h * p, :w * p]
+        pooled = torch.bincount(index.flatten(), minlength=batch * h * w *
+                                cells).view(batch, h * w, cells).float()
+        pooled = pooled / (p * p)  # (B, N, K) shares
+        if self.rarity:  # shares over the whole image
+            image_share = torch.bincount(
+                (image * cells + cell).flatten(),
+                minlength=batch * cells).view(batch, 1, cells).float()
+            image_share = image_share / (height * width)
             pooled = pooled / image_share.clamp_min(1e-6)
-            pooled = pooled / pooled.sum(1, keepdim=True)
+            pooled = pooled / pooled.sum(-1, keepdim=True)
         if self.hard:
-            pooled = F.one_hot(pooled.argmax(1), self.out_dims).permute(
-                0, 3, 1, 2).float()
-        return pooled.flatten(2).transpose(1, 2)
+            pooled = F.one_hot(pooled.argmax(-1), cells).float()
+        return pooled
