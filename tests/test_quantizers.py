@@ -344,10 +344,10 @@ def test_bsq_index_code_round_trip(bits, group_size):
     assert torch.equal(bsq.indices_to_codes(indices), codes)
     assert len(set(indices.tolist())) == len(
         {tuple(row) for row in signs.tolist()})
-    # Bit i of the index is dimension i.
+    # Big-endian: dimension i is bit L - 1 - i of the index.
     one_hot = torch.eye(bits) * 2 - 1
     assert bsq.codes_to_indices(one_hot).tolist() == [
-        2**i for i in range(bits)
+        2**(bits - 1 - i) for i in range(bits)
     ]
     assert bsq.codes_to_indices(-torch.ones(bits)) == 0
     assert bsq.codes_to_indices(torch.ones(bits)) == 2**bits - 1
@@ -372,16 +372,17 @@ def test_bsq_straight_through_and_values():
     assert torch.allclose(out.quantized.norm(dim=-1), torch.ones(4, 5))
     assert torch.equal(out.quantized > 0, z > 0)
     out.quantized.sum().backward()
+    # Official: straight-through on the unscaled sign, then / sqrt(L).
     z_ref = z.detach().clone().requires_grad_()
-    F.normalize(z_ref, dim=-1).sum().backward()
-    assert torch.allclose(z.grad, z_ref.grad, atol=1e-6)
-    # sign(0) := +1 and the index agrees with it.
+    (F.normalize(z_ref, dim=-1) / math.sqrt(bits)).sum().backward()
+    assert torch.allclose(z.grad, z_ref.grad, atol=1e-7)
+    # sign(0) := -1 (official ``z > 0``) and the index agrees with it.
     zero = torch.zeros(1, bits)
-    zero[0, 0] = -1.
+    zero[0, 0] = 1.
     out = bsq(zero)
     assert torch.allclose(out.quantized[0, 1:], torch.full((bits - 1, ),
-                                                           bits**-0.5))
-    assert out.indices.item() == 2**bits - 2
+                                                           -bits**-0.5))
+    assert out.indices.item() == 2**(bits - 1)
 
 
 def test_bsq_stats():
@@ -389,7 +390,7 @@ def test_bsq_stats():
     z = torch.tensor([[1., 1, 1, 1], [1, -1, 1, -1], [1, 1, 1, 1],
                       [-1, -1, -1, -1]])
     out = bsq(z)
-    assert out.indices.tolist() == [15, 5, 15, 0]
+    assert out.indices.tolist() == [15, 0b1010, 15, 0]  # big-endian
     assert out.stats['used_codes'] == 3
     assert out.stats['bit_balance'] == pytest.approx(10 / 16)
     assert torch.allclose(out.stats['perplexity'],
@@ -405,7 +406,7 @@ def test_bsq_projection():
     codes = bsq.indices_to_codes(out.indices)
     assert codes.shape == (2, 7, 18)
     u = F.normalize(bsq.in_proj(z), dim=-1)
-    assert torch.equal(codes > 0, u >= 0)
+    assert torch.equal(codes > 0, u > 0)
     decoded = bsq.decode_indices(out.indices)
     assert torch.allclose(decoded, out.quantized, atol=1e-5)
     assert torch.allclose(decoded, bsq.out_proj(codes), atol=1e-6)
@@ -448,7 +449,8 @@ def test_bsq_entropy_vs_brute_force(bits, group_sizes, inv_temperature):
     for group_size in group_sizes:
         bsq = BinarySphericalQuantizer(
             bits, group_size=group_size, inv_temperature=inv_temperature,
-            per_sample_weight=0.7, codebook_weight=1.3, entropy_weight=0.2)
+            per_sample_weight=0.7, codebook_weight=1.3, entropy_weight=0.2,
+            entropy_eps=0.)  # exact entropies
         out = bsq(z.view(5, 8, bits))
         losses = out.losses
         assert losses['per_sample_entropy'].dtype == torch.float32
@@ -462,7 +464,7 @@ def test_bsq_entropy_vs_brute_force(bits, group_sizes, inv_temperature):
             assert codebook == pytest.approx(joint, rel=1e-4, abs=1e-5)
         assert codebook >= joint - 1e-5
         expected = 0.2 * (0.7 * losses['per_sample_entropy'] -
-                          1.3 * losses['codebook_entropy'])
+                          1.3 * losses['codebook_entropy']) / inv_temperature
         assert torch.allclose(out.loss, expected)
     if inv_temperature == 4.0:  # here the bound is clearly strict
         assert _group_marginal_entropies(avg, signs, 1) > joint + 1e-3

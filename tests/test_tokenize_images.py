@@ -56,6 +56,7 @@ def test_tokenize_images_resumes_and_counts_skips(tmp_path, capsys):
     assert meta['images'] == 5 and meta['skipped'] == 1
     assert meta['skipped_paths'][0].endswith('broken.png')
     assert meta['shards'] == 3 and meta['grid'] == [2, 2]
+    assert meta['id_bit_order'] is None  # codebook ids, no bit packing
     shards = [np.load(out / f'shard_{i:05d}.npz') for i in range(3)]
     ids = np.concatenate([s['ids'] for s in shards])
     assert ids.shape == (5, 2, 2) and ids.dtype == np.int16

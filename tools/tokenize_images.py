@@ -174,6 +174,10 @@ def main(argv=None) -> int:
         config=args.config,
         checkpoint=args.checkpoint,
         vocab_size=int(model.vocab_size),
+        # BSQ ids: how the bits are packed (big-endian, as the official
+        # BSQ-ViT / QLIP code); None for codebook (VQ) ids.
+        id_bit_order=getattr(getattr(model, 'quantizer', None), 'bit_order',
+                             None),
         grid=list(model.encoder.patch_grid),
         images=len(paths) - len(skipped_all),
         shards=len(shards),

@@ -1,5 +1,6 @@
 # A tiny BSQ-ViT tokenizer (QLIP stage 1 without the text tower) trained on
-# the synthetic demo images, on CPU in a few minutes.
+# the synthetic demo images, on CPU in a few minutes, with QLIP's stage-1
+# loss defaults (docs/tokenizers.md).
 #   python tools/data/make_demo_data.py
 #   python tools/train.py configs/tokenizers/bsqvit_vit-tiny-p8_demo.py
 _base_ = [
@@ -14,15 +15,19 @@ model = dict(
                   feedforward_channels=256),
         img_size=64,
         patch_size=8),
+    # QLIP's quantizer defaults: loss = commitment_weight * commitment +
+    # entropy_weight * (per_sample - codebook) / inv_temperature.
     quantizer=dict(
         type='BinarySphericalQuantizer',
         code_dims=18,
         group_size=9,
-        entropy_weight=0.1),
+        inv_temperature=100.,
+        entropy_weight=1.,
+        commitment_weight=0.),
     decoder=dict(
         arch=dict(embed_dims=128, num_layers=4, num_heads=2,
                   feedforward_channels=256)),
-    recon_loss='l1')
+    recon_loss='l2')  # QLIP stage 1: MSE reconstruction
 
 optim_wrapper = dict(clip_grad=dict(max_norm=1.0))
 max_iters = 1000

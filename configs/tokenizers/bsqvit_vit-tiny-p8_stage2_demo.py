@@ -12,6 +12,7 @@ load_from = 'work_dirs/bsqvit_vit-tiny-p8_demo/iter_1000.pth'
 
 model = dict(
     stage=2,
+    recon_loss='l1',  # L1 with perceptual + adversarial, as bsq-vit
     perceptual_loss=dict(type='PerceptualLoss', vgg_checkpoint=vgg_checkpoint),
     perceptual_weight=1.0,
     discriminator=dict(type='PatchDiscriminator', base_channels=32,

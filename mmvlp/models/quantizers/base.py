@@ -1,5 +1,6 @@
 """Output type and small helpers shared by the mmvlp quantizers."""
-from typing import Dict, NamedTuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, NamedTuple
 
 import torch
 from torch import Tensor
@@ -84,3 +85,17 @@ def counts_perplexity(counts: Tensor) -> Tensor:
     perplexity = entropy(counts / total.clamp_min(1)).exp()
     # Without a host sync: an empty histogram gives 0 instead of exp(0) = 1.
     return perplexity * (total > 0)
+
+
+@contextmanager
+def fp32_region(device: torch.device) -> Iterator[None]:
+    """Run the enclosed code without autocast on ``device``'s type.
+
+    ``tensor.float()`` alone does not leave an autocast region: the next
+    matmul would be cast back to the autocast dtype.
+
+    Args:
+        device (torch.device): Device whose autocast is switched off.
+    """
+    with torch.autocast(device_type=device.type, enabled=False):
+        yield

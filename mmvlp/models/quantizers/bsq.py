@@ -1,4 +1,22 @@
-"""Binary Spherical Quantization (BSQ-ViT / QLIP)."""
+"""Binary Spherical Quantization (BSQ-ViT / QLIP), as the official code
+computes it.
+
+The facts this module follows (NVlabs/QLIP ``QLIP/bsq.py`` and
+zhaoyue-zephyrus/bsq-vit ``transcoder/models/quantizer/bsq.py``):
+
+- Input ``u`` is l2-normalised; the code is ``sign(u) / sqrt(L)`` with
+  ``sign(u_i) = +1`` iff ``u_i > 0`` (so ``sign(0) = -1``).
+- The straight-through step is taken on the *unscaled* sign and the result
+  scaled afterwards, ``(u + (sign(u) - u).detach()) / sqrt(L)``: the gradient
+  reaching ``u`` is ``1 / sqrt(L)``.
+- Token ids are big-endian: dimension 0 is the most significant bit,
+  ``id = sum_i bit_i * 2**(L - 1 - i)``; group ids likewise inside each
+  group. mmvlp computes them in exact ``int64`` (the official sums in
+  float32, which loses bits above 24).
+- Loss: ``beta * commitment + zeta * (gamma0 * per_sample_entropy -
+  gamma * codebook_entropy) / inv_temperature`` with entropies of the soft
+  group assignments and ``entr(p + eps)`` (QLIP, ``eps = 1e-8``).
+"""
 import math
 from typing import Optional, Tuple
 
@@ -9,75 +27,114 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmvlp.registry import MODELS
-from .base import QuantizerOutput, check_last_dim, entropy, straight_through
+from .base import QuantizerOutput, check_last_dim, fp32_region
 
 MAX_CODE_DIMS = 62
 MAX_GROUP_SIZE = 16
+PER_SAMPLE_MODES = ('group', 'analytical')
+EPS_STYLES = ('qlip', 'bsq-vit')
 
 
-def sign_bits(u: Tensor) -> Tensor:
-    """Bits of the binary code of ``u``: ``u_i >= 0`` (so sign(0) := +1)."""
-    return u >= 0
+def sign_bits(x: Tensor) -> Tensor:
+    """Bits of the binary code of ``x``: ``x_i > 0`` (so sign(0) := -1)."""
+    return x > 0
 
 
 def bits_to_indices(bits: Tensor) -> Tensor:
-    """Pack boolean bits ``(..., L)`` into ``int64`` indices ``(...)``.
+    """Pack boolean bits ``(..., n)`` into exact ``int64`` ids ``(...)``.
 
-    Bit ``i`` of the index is ``bits[..., i]`` (little-endian).
+    Big-endian: ``bits[..., 0]`` is the most significant bit, as the
+    official BSQ code. ``n`` must be at most 62.
     """
-    shifts = torch.arange(bits.shape[-1], device=bits.device)
+    num_bits = bits.shape[-1]
+    shifts = torch.arange(num_bits - 1, -1, -1, device=bits.device)
     return (bits.long() << shifts).sum(-1)
 
 
 def indices_to_bits(indices: Tensor, num_bits: int) -> Tensor:
-    """Unpack ``int64`` indices ``(...)`` into boolean bits ``(..., L)``."""
-    shifts = torch.arange(num_bits, device=indices.device)
+    """Unpack ``int64`` ids ``(...)`` into boolean bits ``(..., num_bits)``,
+    most significant first (the inverse of :func:`bits_to_indices`)."""
+    shifts = torch.arange(num_bits - 1, -1, -1, device=indices.device)
     return ((indices.long()[..., None] >> shifts) & 1).bool()
 
 
 def all_sign_vectors(num_bits: int) -> Tensor:
-    """All ``2**num_bits`` vectors of ±1 in index order, shape ``(2**n, n)``.
+    """All ``2**num_bits`` vectors of ±1 in id order, shape ``(2**n, n)``.
 
-    Row ``j`` has ``+1`` at position ``i`` iff bit ``i`` of ``j`` is set.
+    Row ``j`` has ``+1`` at position ``i`` iff bit ``n - 1 - i`` of ``j`` is
+    set (big-endian).
     """
     indices = torch.arange(2**num_bits)
     return indices_to_bits(indices, num_bits).float() * 2 - 1
 
 
+def soft_entropy(log_probs: Tensor, eps: float, style: str = 'qlip'
+                 ) -> Tensor:
+    """Entropy (nats) of distributions given by their log-probabilities.
+
+    Reads log-probabilities so that a probability that underflows to 0 still
+    has a finite gradient: ``d(p log p) / d(log p) = p (log p + 1)`` is 0
+    there instead of ``0 * inf``.
+
+    Args:
+        log_probs (Tensor): Finite log-probabilities, distribution on the
+            last dimension.
+        eps (float): Smoothing of the official code. ``0`` gives the exact
+            entropy ``-sum p log p``.
+        style (str): Where ``eps`` goes: ``'qlip'`` computes
+            ``-sum (p + eps) log(p + eps)`` (QLIP's ``entr(p + eps)``),
+            ``'bsq-vit'`` computes ``-sum p log(p + eps)``.
+
+    Returns:
+        Tensor: ``log_probs`` with the last dimension reduced.
+    """
+    probs = log_probs.exp()
+    if eps == 0:
+        return -(probs * log_probs).sum(-1)
+    if style == 'qlip':
+        return torch.special.entr(probs + eps).sum(-1)
+    return -(probs * torch.log(probs + eps)).sum(-1)
+
+
 @MODELS.register_module()
 class BinarySphericalQuantizer(BaseModule):
-    """Binary spherical quantizer with a group-factorised entropy penalty.
+    """Binary spherical quantizer with the official group-factorised entropy
+    penalty (BSQ-ViT, QLIP).
 
     A vector is (optionally projected to ``code_dims = L`` dims and)
-    l2-normalised to ``u``; its code is ``sign(u) / sqrt(L)`` with
-    ``sign(0) := +1``, a point of the unit sphere, and the output is
-    ``u + (code - u).detach()`` (straight-through), projected back to
-    ``in_dims`` when an input projection is used. The codebook is implicit
-    with ``2**L`` entries; index bit ``i`` is set iff ``u_i >= 0`` (i.e. iff
-    ``code_i > 0``), which makes the code/index mapping bijective.
+    l2-normalised to ``u``; its code is ``sign(u) / sqrt(L)``, a point of the
+    unit sphere, with ``sign(u_i) = +1`` iff ``u_i > 0``. The output is
+    ``(u + (sign(u) - u).detach()) / sqrt(L)``: the straight-through step on
+    the unscaled sign, so the gradient to ``u`` is ``1 / sqrt(L)`` as in the
+    official code. It is projected back to ``in_dims`` when an input
+    projection is used. The codebook is implicit with ``2**L`` entries; ids
+    are big-endian (dimension 0 is the most significant bit), exact in
+    ``int64`` up to ``L = 62``.
 
-    Entropy penalty: the ``L`` dims are split into ``L / group_size`` groups;
-    group ``g`` has the sub-codebook ``C`` of all ``2**group_size`` sign
-    vectors scaled by ``1/sqrt(L)`` and the soft assignment
+    Entropy penalty: the ``L`` dims are split into ``L / group_size``
+    groups; group ``g`` has the sub-codebook of all ``2**group_size`` sign
+    vectors ``c`` scaled by ``1/sqrt(L)`` and the soft assignment
+    ``q_g(c | u) = softmax_c(2 * inv_temperature * <u_g, c>)``. Then
+    ``per_sample_entropy = mean_u sum_g H(q_g(. | u))`` and
+    ``codebook_entropy = sum_g H(mean_u q_g(. | u))``, with
+    ``H(p) = sum entr(p + eps)`` as QLIP (see ``eps_style``). The batch mean
+    is taken in log space (``logsumexp``), so a batch collapsed onto one code
+    keeps finite loss and gradients at any temperature.
+    ``per_sample_entropy='analytical'`` is the official per-bit variant:
+    sigmoid probabilities per bit for both terms.
 
-    ``q_g(c | u) = softmax_c(inv_temperature * 2 * <u_g, c>)``
+    ``loss = commitment_weight * commitment + entropy_weight *
+    (per_sample_weight * per_sample_entropy - codebook_weight *
+    codebook_entropy) / inv_temperature`` with ``commitment =
+    mean_u ||code - u||^2`` (code detached). The names map to the official
+    ones as ``per_sample_weight = gamma0`` (QLIP ``gamma_0``),
+    ``codebook_weight = gamma`` (QLIP ``gamma_1``), ``entropy_weight = zeta``
+    (bsq-vit; QLIP has none, i.e. 1), ``commitment_weight = beta``.
 
-    which equals ``softmax_c(-inv_temperature * ||u_g - c||^2)`` because
-    ``||u_g||^2`` and ``||c||^2`` do not depend on ``c``. Then
-
-    - ``per_sample_entropy = mean_u sum_g H(q_g(. | u))``. The soft
-      assignment over the full ``2**L`` codebook factorises over dims, so
-      this equals the entropy of the full per-sample distribution exactly,
-      whatever the group size.
-    - ``codebook_entropy = sum_g H(mean_u q_g(. | u))``. This is the sum of
-      the group-marginal entropies of the batch-averaged full distribution,
-      an upper bound (subadditivity) of its exact joint entropy, equal to it
-      when ``group_size == L``.
-
-    ``loss = entropy_weight * (per_sample_weight * per_sample_entropy -
-    codebook_weight * codebook_entropy)`` (entropies in nats, computed in
-    float32): low per-sample entropy makes codes confident, high codebook
-    entropy spreads the batch over the codebook.
+    All of this runs in float32 with autocast switched off (entropy einsum,
+    input projection, normalisation, signs and ids), so bf16 autocast does
+    not change the codes; the output projection follows the caller's
+    autocast. ``quantized`` has the input's dtype.
 
     Args:
         code_dims (int): Number of bits ``L``, in ``[1, 62]``.
@@ -88,13 +145,26 @@ class BinarySphericalQuantizer(BaseModule):
         group_size (int): Bits per entropy group; must divide ``L`` and be
             at most 16. Defaults to 9.
         inv_temperature (float): Inverse temperature of the soft
-            assignment. Defaults to 100.0.
-        per_sample_weight (float): Weight of the per-sample entropy.
-            Defaults to 1.0.
-        codebook_weight (float): Weight of the codebook entropy.
-            Defaults to 1.0.
-        entropy_weight (float): Overall weight of the entropy penalty.
-            Defaults to 0.1.
+            assignment; the entropy term is also divided by it. Defaults to
+            100.0 (QLIP's default).
+        per_sample_weight (float): ``gamma0``. Defaults to 1.0.
+        codebook_weight (float): ``gamma``. Defaults to 1.0.
+        entropy_weight (float): ``zeta``, the weight of the whole entropy
+            term (before the division by ``inv_temperature``). Defaults to
+            1.0. mmvlp before the official alignment used
+            ``entropy_weight * (...)`` without the division: its old default
+            0.1 at temperature 100 equals 10 here.
+        commitment_weight (float): ``beta``. Defaults to 0.0 (official).
+        per_sample_entropy (str): ``'group'`` (default, official default)
+            or ``'analytical'`` (per-bit sigmoid probabilities; then the
+            codebook entropy is per bit too, as in the official code).
+        entropy_eps (float): The official smoothing ``eps``. Defaults to
+            1e-8. ``0`` gives the exact entropies (an mmvlp option, off by
+            default: it removes the official ``~2**group_size * eps *
+            log(1/eps)`` bias per group, which matters only when comparing
+            to exact entropies, e.g. in tests).
+        eps_style (str): ``'qlip'`` (default): ``entr(p + eps)``;
+            ``'bsq-vit'``: ``-p log(p + eps)``.
         init_cfg (dict, optional): Initialisation config of
             :class:`mmengine.model.BaseModule`. Defaults to None.
     """
@@ -106,18 +176,27 @@ class BinarySphericalQuantizer(BaseModule):
                  inv_temperature: float = 100.0,
                  per_sample_weight: float = 1.0,
                  codebook_weight: float = 1.0,
-                 entropy_weight: float = 0.1,
+                 entropy_weight: float = 1.0,
+                 commitment_weight: float = 0.0,
+                 per_sample_entropy: str = 'group',
+                 entropy_eps: float = 1e-8,
+                 eps_style: str = 'qlip',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        _check_args(code_dims, in_dims, group_size)
+        _check_args(code_dims, in_dims, group_size, inv_temperature,
+                    per_sample_entropy, entropy_eps, eps_style)
         self.code_dims = code_dims
         self.in_dims = in_dims
         self.group_size = group_size
         self.num_groups = code_dims // group_size
-        self.inv_temperature = inv_temperature
+        self.inv_temperature = float(inv_temperature)
         self.per_sample_weight = per_sample_weight
         self.codebook_weight = codebook_weight
         self.entropy_weight = entropy_weight
+        self.commitment_weight = commitment_weight
+        self.per_sample_entropy = per_sample_entropy
+        self.entropy_eps = float(entropy_eps)
+        self.eps_style = eps_style
         self.scale = 1. / math.sqrt(code_dims)
 
         if in_dims is not None:
@@ -135,6 +214,11 @@ class BinarySphericalQuantizer(BaseModule):
         """int: Size of the implicit codebook, ``2**code_dims``."""
         return 2**self.code_dims
 
+    @property
+    def bit_order(self) -> str:
+        """str: How ids pack the bits (dimension 0 most significant)."""
+        return 'big-endian'
+
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantize channels-last vectors.
 
@@ -143,29 +227,36 @@ class BinarySphericalQuantizer(BaseModule):
                 else ``(..., code_dims)``.
 
         Returns:
-            QuantizerOutput: ``quantized`` has the shape of ``z``;
-            ``losses`` holds ``'per_sample_entropy'`` and
-            ``'codebook_entropy'``; ``stats`` holds ``'perplexity'``
-            (exp of the codebook-entropy estimate), ``'used_codes'``
-            (distinct indices in the batch) and ``'bit_balance'`` (fraction
-            of positive bits).
+            QuantizerOutput: ``quantized`` has the shape and dtype of ``z``;
+            ``indices`` are the big-endian ids; ``losses`` holds
+            ``'per_sample_entropy'``, ``'codebook_entropy'`` and
+            ``'commitment'`` (unweighted, float32); ``loss`` is the weighted
+            total; ``stats`` holds ``'perplexity'`` (exp of the
+            codebook-entropy estimate), ``'used_codes'`` (distinct ids in
+            the batch) and ``'bit_balance'`` (fraction of positive bits).
         """
         width = self.code_dims if self.in_dims is None else self.in_dims
         check_last_dim(z, width, 'z')
-        if self.in_proj is not None:
-            z = self.in_proj(z)
-        u = F.normalize(z, p=2, dim=-1)
-        bits = sign_bits(u.detach())
-        code = (bits.to(u.dtype) * 2 - 1) * self.scale
-        quantized = straight_through(u, code)
+        with fp32_region(z.device):
+            h = z.float()
+            if self.in_proj is not None:
+                h = F.linear(h, self.in_proj.weight.float(),
+                             self.in_proj.bias.float())
+            u = F.normalize(h, p=2, dim=-1)
+            bits = sign_bits(u.detach())
+            signs = bits.float() * 2 - 1
+            quantized = (u + (signs - u).detach()) * self.scale
+            indices = bits_to_indices(bits)
+            per_sample, codebook = self.entropy_terms(u)
+            commitment = (quantized.detach() - u).pow(2).sum(-1).mean()
+            entropy_term = (self.per_sample_weight * per_sample -
+                            self.codebook_weight * codebook)
+            loss = (self.commitment_weight * commitment + self.entropy_weight *
+                    entropy_term / self.inv_temperature)
         if self.out_proj is not None:
-            quantized = self.out_proj(quantized)
-        indices = bits_to_indices(bits)
-
-        per_sample, codebook = self.entropy_terms(u)
-        loss = self.entropy_weight * (
-            self.per_sample_weight * per_sample -
-            self.codebook_weight * codebook)
+            quantized = self.out_proj(
+                quantized.to(self.out_proj.weight.dtype))
+        quantized = quantized.to(z.dtype)
         stats = dict(
             perplexity=codebook.detach().exp(),
             used_codes=torch.tensor(
@@ -175,12 +266,12 @@ class BinarySphericalQuantizer(BaseModule):
             quantized=quantized,
             indices=indices,
             loss=loss,
-            losses=dict(
-                per_sample_entropy=per_sample, codebook_entropy=codebook),
+            losses=dict(per_sample_entropy=per_sample,
+                        codebook_entropy=codebook, commitment=commitment),
             stats=stats)
 
     def entropy_terms(self, u: Tensor) -> Tuple[Tensor, Tensor]:
-        """Group-factorised soft-assignment entropies (float32, nats).
+        """Soft-assignment entropies (float32, nats, autocast off).
 
         Args:
             u (Tensor): Unit vectors of shape ``(..., code_dims)``.
@@ -189,43 +280,107 @@ class BinarySphericalQuantizer(BaseModule):
             Tuple[Tensor, Tensor]: Scalars ``per_sample_entropy`` and
             ``codebook_entropy`` (see the class docstring).
         """
-        groups = u.float().reshape(-1, self.num_groups, self.group_size)
-        logits = torch.einsum('ngc,kc->ngk', groups,
-                              self.group_codebook.float())
-        logits = logits * (2 * self.inv_temperature)
-        log_probs = logits.log_softmax(dim=-1)
-        probs = log_probs.exp()
-        per_sample = -(probs * log_probs).sum(-1).sum(-1).mean()
-        codebook = entropy(probs.mean(0), dim=-1).sum()
+        with fp32_region(u.device):
+            log_probs = self._log_probs(u.float())
+            count = log_probs.shape[0]
+            per_sample = soft_entropy(log_probs, self.entropy_eps,
+                                      self.eps_style).sum(-1).mean()
+            # Batch mean of the probabilities, exact in log space: an
+            # underflowed member probability cannot turn the mean into 0.
+            log_mean = torch.logsumexp(log_probs, dim=0) - math.log(count)
+            codebook = soft_entropy(log_mean, self.entropy_eps,
+                                    self.eps_style).sum()
         return per_sample, codebook
 
+    def _log_probs(self, u: Tensor) -> Tensor:
+        """Log soft assignments ``(N, groups, entries)`` of ``(..., L)``."""
+        flat = u.reshape(-1, self.code_dims)
+        if self.per_sample_entropy == 'analytical':
+            # P(bit = -1) = sigmoid(-4 T u_i / sqrt(L)), as the official.
+            x = 4 * self.inv_temperature * self.scale * flat
+            return torch.stack([F.logsigmoid(-x), F.logsigmoid(x)], dim=-1)
+        groups = flat.reshape(-1, self.num_groups, self.group_size)
+        logits = torch.einsum('ngc,kc->ngk', groups,
+                              self.group_codebook.float())
+        return (logits * (2 * self.inv_temperature)).log_softmax(dim=-1)
+
+    # ------------------------------------------------------------------
+    # ids <-> codes
+    # ------------------------------------------------------------------
     def codes_to_indices(self, codes: Tensor) -> Tensor:
-        """Indices of codes (only their signs matter).
+        """Big-endian ids of codes (only their signs matter, ``> 0``).
 
         Args:
             codes (Tensor): Shape ``(..., code_dims)``.
 
         Returns:
-            Tensor: ``int64`` indices in ``[0, 2**code_dims)``, shape
+            Tensor: ``int64`` ids in ``[0, 2**code_dims)``, shape
             ``codes.shape[:-1]``.
         """
         check_last_dim(codes, self.code_dims, 'codes')
         return bits_to_indices(sign_bits(codes))
 
-    def indices_to_codes(self, indices: Tensor) -> Tensor:
-        """Codes ``±1/sqrt(L)`` of indices, in the ``code_dims`` space.
+    def codes_to_group_indices(self, codes: Tensor) -> Tensor:
+        """Big-endian ids of each group of ``group_size`` bits.
 
         Args:
-            indices (Tensor): Integer tensor of any shape ``S``.
+            codes (Tensor): Shape ``(..., code_dims)``.
 
         Returns:
-            Tensor: Float codes of shape ``(*S, code_dims)``.
+            Tensor: ``int64`` ids in ``[0, 2**group_size)``, shape
+            ``(..., num_groups)``.
         """
+        check_last_dim(codes, self.code_dims, 'codes')
+        bits = sign_bits(codes).unflatten(-1,
+                                          (self.num_groups, self.group_size))
+        return bits_to_indices(bits)
+
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """Codes ``±1/sqrt(L)`` of ids, in the ``code_dims`` space.
+
+        Args:
+            indices (Tensor): Integer tensor of any shape ``S`` with values
+                in ``[0, 2**code_dims)``.
+
+        Returns:
+            Tensor: Float32 codes of shape ``(*S, code_dims)``.
+        """
+        _check_range(indices, self.code_dims, 'indices')
         bits = indices_to_bits(indices, self.code_dims)
         return (bits.float() * 2 - 1) * self.scale
 
+    def group_indices_to_codes(self, group_indices: Tensor) -> Tensor:
+        """Codes of per-group ids (inverse of :meth:`codes_to_group_indices`).
+
+        Args:
+            group_indices (Tensor): Shape ``(..., num_groups)``, values in
+                ``[0, 2**group_size)``.
+
+        Returns:
+            Tensor: Float32 codes of shape ``(..., code_dims)``.
+        """
+        check_last_dim(group_indices, self.num_groups, 'group_indices')
+        _check_range(group_indices, self.group_size, 'group_indices')
+        bits = indices_to_bits(group_indices, self.group_size).flatten(-2)
+        return (bits.float() * 2 - 1) * self.scale
+
+    def indices_to_group_indices(self, indices: Tensor) -> Tensor:
+        """Split ids ``(...)`` into group ids ``(..., num_groups)``, group 0
+        holding the most significant bits."""
+        shifts = torch.arange(self.num_groups - 1, -1, -1,
+                              device=indices.device) * self.group_size
+        mask = (1 << self.group_size) - 1
+        return (indices.long()[..., None] >> shifts) & mask
+
+    def group_indices_to_indices(self, group_indices: Tensor) -> Tensor:
+        """Join group ids ``(..., num_groups)`` into ids ``(...)``."""
+        check_last_dim(group_indices, self.num_groups, 'group_indices')
+        shifts = torch.arange(self.num_groups - 1, -1, -1,
+                              device=group_indices.device) * self.group_size
+        return (group_indices.long() << shifts).sum(-1)
+
     def decode_indices(self, indices: Tensor) -> Tensor:
-        """Codes of indices mapped to the output space.
+        """Codes of ids mapped to the output space.
 
         Args:
             indices (Tensor): Integer tensor of any shape ``S``.
@@ -240,8 +395,22 @@ class BinarySphericalQuantizer(BaseModule):
         return self.out_proj(codes.to(self.out_proj.weight.dtype))
 
 
-def _check_args(code_dims: int, in_dims: Optional[int],
-                group_size: int) -> None:
+def _check_range(indices: Tensor, num_bits: int, name: str) -> None:
+    """Raise ``ValueError`` unless integer ``indices`` lie in
+    ``[0, 2**num_bits)`` (one host read; used on decoding paths only)."""
+    if indices.is_floating_point() or indices.is_complex():
+        raise ValueError(f'{name} must be an integer tensor, got '
+                         f'{indices.dtype}')
+    if indices.numel() and (int(indices.min()) < 0 or
+                            int(indices.max()) >= 2**num_bits):
+        raise ValueError(
+            f'{name} must lie in [0, 2**{num_bits}), got values in '
+            f'[{int(indices.min())}, {int(indices.max())}]')
+
+
+def _check_args(code_dims: int, in_dims: Optional[int], group_size: int,
+                inv_temperature: float, per_sample_entropy: str,
+                entropy_eps: float, eps_style: str) -> None:
     """Raise ``ValueError`` for invalid constructor arguments."""
     if not 1 <= code_dims <= MAX_CODE_DIMS:
         raise ValueError(f'code_dims must be in [1, {MAX_CODE_DIMS}] so that '
@@ -255,3 +424,14 @@ def _check_args(code_dims: int, in_dims: Optional[int],
     if code_dims % group_size != 0:
         raise ValueError(f'code_dims ({code_dims}) must be divisible by '
                          f'group_size ({group_size})')
+    if not inv_temperature > 0:
+        raise ValueError(f'inv_temperature must be > 0, got '
+                         f'{inv_temperature}')
+    if per_sample_entropy not in PER_SAMPLE_MODES:
+        raise ValueError(f'per_sample_entropy must be one of '
+                         f'{PER_SAMPLE_MODES}, got {per_sample_entropy!r}')
+    if not entropy_eps >= 0:
+        raise ValueError(f'entropy_eps must be >= 0, got {entropy_eps}')
+    if eps_style not in EPS_STYLES:
+        raise ValueError(f'eps_style must be one of {EPS_STYLES}, got '
+                         f'{eps_style!r}')

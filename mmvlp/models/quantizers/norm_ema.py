@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmvlp.registry import MODELS
 from .base import (QuantizerOutput, check_last_dim, counts_perplexity,
-                   straight_through)
+                   fp32_region, straight_through)
 
 
 def l2norm(x: Tensor) -> Tensor:
@@ -117,6 +117,10 @@ class NormEMAVectorQuantizer(BaseModule):
     initialise or update anything, so quantizing with an uninitialised
     codebook in eval mode maps every vector to code 0.
 
+    The normalisation, code assignment, EMA and commitment run in float32
+    with autocast switched off, so bf16 autocast (or a bf16 codebook) does
+    not change the code choices; ``quantized`` has the input's dtype.
+
     Optional dead-code restart (``dead_code_restart_steps=N``): a code that
     no rank used for ``N`` consecutive training steps is re-seeded, after
     the EMA update, with a random l2-normalised vector of rank 0's batch
@@ -206,13 +210,19 @@ class NormEMAVectorQuantizer(BaseModule):
             ``'perplexity'``, ``'used_codes'`` and ``'restarted_codes'``.
         """
         check_last_dim(z, self.code_dims, 'z')
-        z = self._normalize(z)
+        with fp32_region(z.device):
+            return self._quantize(z)
+
+    def _quantize(self, z: Tensor) -> QuantizerOutput:
+        """:meth:`forward` in float32 (autocast is off here)."""
+        dtype = z.dtype
+        z = self._normalize(z.float())
         flat = z.reshape(-1, self.code_dims)
         if self.training and not bool(self.initted):
             self._kmeans_init_(flat)
 
-        indices = assign_by_cosine(flat.detach(), self.codebook)
-        code = F.embedding(indices, self.codebook).to(z.dtype).view_as(z)
+        indices = assign_by_cosine(flat.detach(), self.codebook.float())
+        code = F.embedding(indices, self.codebook).float().view_as(z)
         local_counts = torch.bincount(indices, minlength=self.num_codes)
 
         restarted = torch.zeros((), dtype=torch.long, device=z.device)
@@ -230,7 +240,7 @@ class NormEMAVectorQuantizer(BaseModule):
             used_codes=(local_counts > 0).sum(),
             restarted_codes=restarted)
         return QuantizerOutput(
-            quantized=straight_through(z, code),
+            quantized=straight_through(z, code).to(dtype),
             indices=indices.view(z.shape[:-1]),
             loss=self.beta * commitment,
             losses=dict(commitment=commitment),
