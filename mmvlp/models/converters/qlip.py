@@ -179,7 +179,9 @@ def qlip_config_to_mmvlp(hf_config: dict,
         type='BinarySphericalQuantizer', code_dims=bsq['embed_dim'],
         group_size=bsq['group_size'],
         inv_temperature=bsq['inv_temperature'],
-        per_sample_weight=bsq['gamma_0'], codebook_weight=bsq['gamma_1'])
+        per_sample_weight=bsq['gamma_0'], codebook_weight=bsq['gamma_1'],
+        entropy_weight=1.0, commitment_weight=bsq['beta'],
+        per_sample_entropy=bsq['persample_entropy_compute'])
     eos = text['eos_token_id']
     cfg = dict(
         type='BSQViT',
