@@ -44,8 +44,15 @@ def test_content_spans_and_foreground(tmp_path):
 def test_tally_and_check():
     tool = _tool()
     tally = tool.Tally()
-    tally.add(torch.eye(3)[[0, 1, 1]], torch.tensor([0, 1, 2]))
+    tally.add(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
     assert tally.accuracy() == 2 / 3 and tally.majority() == 1 / 3
+    # Binary-code ids: bit accuracy per code dimension, most significant
+    # first, and the per-bit majority baseline.
+    bits = tool.Tally(num_bits=2)
+    bits.add(torch.tensor([0b10, 0b11]), torch.tensor([0b10, 0b01]))
+    assert bits.accuracy() == 0.5
+    assert np.allclose(bits.bit_accuracy_per_dim(), [0.5, 1.0])
+    assert bits.bit_majority() == 0.5
     good = dict(mim_acc=0.9, mim_majority_baseline=0.2, mlm_acc=0.5,
                 mlm_majority_baseline=0.2, pair_mlm_acc_matched=0.6,
                 pair_mlm_acc_shuffled=0.3, pair_mim_fg_acc_matched=0.5,
@@ -54,3 +61,16 @@ def test_tally_and_check():
     bad = dict(good, pair_mim_fg_acc_shuffled=0.45)
     assert len(tool.check(bad)) == 1 and 'pair_mim_fg' in tool.check(bad)[0]
     assert np.isclose(tool.Tally().accuracy(), 0.)
+
+
+def test_visual_predictions_of_both_heads():
+    from mmvlp.models.heads import FactorizedTokenHead, MaskedTokenHead
+    tool = _tool()
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 8)
+    linear = MaskedTokenHead(8, 12)
+    assert torch.equal(tool.visual_predictions(linear, hidden),
+                       linear(hidden).argmax(-1))
+    bits = FactorizedTokenHead(8, 5)
+    expected = ((bits(hidden) > 0).long() << torch.arange(4, -1, -1)).sum(-1)
+    assert torch.equal(tool.visual_predictions(bits, hidden), expected)

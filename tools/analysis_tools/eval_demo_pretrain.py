@@ -20,6 +20,13 @@ Writes ``metrics.json`` and prints a table:
   pair images (40%, block-wise), predicted with the true caption and with
   shuffled captions.
 
+With binary-code targets (a BSQ/QLIP tokenizer and a
+``FactorizedTokenHead``) the visual accuracies are exact-token accuracies
+(every bit right) and each gets a ``*_bit_acc`` companion: the share of
+correct bits; ``mim_bit_majority_baseline`` predicts every bit's most
+frequent value, and ``mim_bit_acc_per_dim`` lists the bit accuracy of each
+code dimension (most significant first).
+
 ``--check`` exits 1 unless ``mim_acc >= 3 x baseline``, ``mlm_acc >= 2 x
 baseline``, caption filling gains >= 0.15 from the true image and
 foreground MIM gains >= 0.10 from the true caption.
@@ -53,14 +60,24 @@ THRESHOLDS = (
 
 
 class Tally:
-    """Correct predictions and true targets of one metric."""
+    """Correct predictions and true targets of one metric; with
+    ``num_bits``, also the correct bits of binary-code ids (big-endian)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_bits: int = 0) -> None:
         self.correct, self.targets = 0, []
+        self.num_bits = num_bits
+        self.bit_correct = np.zeros(num_bits)
+        self.bit_ones = np.zeros(num_bits)
 
-    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        self.correct += int((logits.argmax(-1) == targets).sum())
+    def add(self, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+        self.correct += int((predictions == targets).sum())
         self.targets += targets.tolist()
+        if self.num_bits:
+            shifts = torch.arange(self.num_bits - 1, -1, -1)
+            pred = (predictions.long()[:, None] >> shifts) & 1
+            true = (targets.long()[:, None] >> shifts) & 1
+            self.bit_correct += (pred == true).sum(0).numpy()
+            self.bit_ones += true.sum(0).numpy()
 
     def accuracy(self) -> float:
         return self.correct / max(1, len(self.targets))
@@ -68,7 +85,23 @@ class Tally:
     def majority(self) -> float:
         if not self.targets:
             return 0.
-        return float(np.bincount(self.targets).max() / len(self.targets))
+        _, counts = np.unique(self.targets, return_counts=True)
+        return float(counts.max() / len(self.targets))
+
+    def bit_accuracy_per_dim(self) -> np.ndarray:
+        return self.bit_correct / max(1, len(self.targets))
+
+    def bit_majority(self) -> float:
+        share = self.bit_ones / max(1, len(self.targets))
+        return float(np.maximum(share, 1 - share).mean())
+
+
+def visual_predictions(head, hidden: torch.Tensor) -> torch.Tensor:
+    """Predicted visual token ids of ``(N, C)`` hidden states, for a linear
+    head (argmax) or a factorised one (each bit / group's argmax)."""
+    if hasattr(head, 'predict'):
+        return head.predict(hidden)
+    return head(hidden).argmax(-1)
 
 
 def load_split(data: str, split: str) -> List[dict]:
@@ -104,7 +137,8 @@ def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
     text_masker = TextMasking(mask_id=model.backbone.text_mask_token_id,
                               vocab_size=model.backbone.vocab_size,
                               mask_ratio=0.15, seed=seed)
-    tallies = {name: Tally() for name in (
+    num_bits = getattr(model.mim_head, 'num_bits', 0)
+    tallies = {name: Tally(0 if 'mlm' in name else num_bits) for name in (
         'mim', 'mim_fg', 'mlm', 'pair_mlm_matched', 'pair_mlm_shuffled',
         'pair_mim_fg_matched', 'pair_mim_fg_shuffled')}
     backbone, skipped = model.backbone, 0
@@ -125,10 +159,10 @@ def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
         # Images alone.
         hidden = backbone.forward_sequence(images=images,
                                            vision_mask=vision_mask)[:, 1:]
-        logits = model.mim_head(hidden[vision_mask])
-        tallies['mim'].add(logits, targets[vision_mask])
+        predicted = visual_predictions(model.mim_head, hidden[vision_mask])
+        tallies['mim'].add(predicted, targets[vision_mask])
         keep = fg[vision_mask]
-        tallies['mim_fg'].add(logits[keep], targets[vision_mask][keep])
+        tallies['mim_fg'].add(predicted[keep], targets[vision_mask][keep])
 
         # Captions alone.
         text_ids, padding = tokenizer([r['caption'] for r in chunk],
@@ -140,7 +174,7 @@ def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
                                               for m in masked]))
         hidden = backbone.forward_sequence(text_ids=masked_ids,
                                            text_padding_mask=padding)
-        tallies['mlm'].add(model.mlm_head(hidden[mlm_mask]),
+        tallies['mlm'].add(model.mlm_head(hidden[mlm_mask]).argmax(-1),
                            text_ids[mlm_mask])
 
         # Pairs: fill in content words, with the true or a shuffled image.
@@ -161,7 +195,7 @@ def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
                                         text_padding_mask=padding)
             text_hidden = output.hidden_states[:, split:]
             tallies[f'pair_mlm_{name}'].add(
-                model.mlm_head(text_hidden[content_mask]),
+                model.mlm_head(text_hidden[content_mask]).argmax(-1),
                 text_ids[content_mask])
 
         # Pairs: masked foreground patches, with the true or a shuffled
@@ -175,8 +209,9 @@ def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
                                         text_padding_mask=pad)
             patch_hidden = output.hidden_states[:, 1:split]
             tallies[f'pair_mim_fg_{name}'].add(
-                model.mim_head(patch_hidden[fg_mask]), targets[fg_mask])
-    return dict(
+                visual_predictions(model.mim_head, patch_hidden[fg_mask]),
+                targets[fg_mask])
+    metrics = dict(
         mim_acc=tallies['mim'].accuracy(),
         mim_majority_baseline=tallies['mim'].majority(),
         mim_fg_acc=tallies['mim_fg'].accuracy(),
@@ -189,6 +224,17 @@ def evaluate(model, tokenizer: TextTokenizer, records: List[dict],
         pair_mim_fg_acc_shuffled=tallies['pair_mim_fg_shuffled'].accuracy(),
         num_images=len(records),
         skipped_captions=skipped)
+    if num_bits:
+        for name in ('mim', 'mim_fg', 'pair_mim_fg_matched',
+                     'pair_mim_fg_shuffled'):
+            key = (f'{name}_bit_acc' if 'pair' not in name else
+                   name.replace('_fg_', '_fg_bit_acc_'))
+            metrics[key] = float(tallies[name].bit_accuracy_per_dim().mean())
+        metrics['mim_bit_majority_baseline'] = tallies['mim'].bit_majority()
+        metrics['mim_bit_acc_per_dim'] = [
+            round(float(v), 4)
+            for v in tallies['mim'].bit_accuracy_per_dim()]
+    return metrics
 
 
 def check(metrics: Dict[str, float]) -> List[str]:
@@ -231,8 +277,12 @@ def main(argv=None) -> int:
         json.dump(metrics, f, indent=2)
     print(f'\n{"metric":<28}{"value":>8}')
     for key, value in metrics.items():
-        print(f'{key:<28}{value:>8.3f}' if isinstance(value, float) else
-              f'{key:<28}{value:>8}')
+        if isinstance(value, list):
+            value = ' '.join(f'{v:.2f}' for v in value)
+            print(f'{key:<28}{value}')
+            continue
+        print(f'{key:<32}{value:>8.3f}' if isinstance(value, float) else
+              f'{key:<32}{value:>8}')
     print(f'written to {args.out}')
     failures = check(metrics)
     for failure in failures:
