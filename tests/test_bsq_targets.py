@@ -189,3 +189,38 @@ def test_bsq_target_config_trains_and_resumes_exactly(demo_root, tmp_path):
     assert [s['iter'] for s in rest['steps']] == list(range(6, 11))
     assert rest['steps'] == record['steps'][5:]
     assert rest['weights'] == record['weights']
+
+
+def test_demo_bsq_tokenizer_feeds_the_bsq_pretraining(demo_root, tmp_path):
+    """The 48 px text-aligned tokenizer config trains (with its caption
+    alignment) and its checkpoint is what the BSQ-target config loads."""
+    cfg = Config.fromfile(osp.join(osp.dirname(CONFIG),
+                                   'bsqvit-text_vit-tiny-p8_demo-tokenizer.py'))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].update(batch_size=4, num_workers=0,
+                           persistent_workers=False)
+        cfg[loader].dataset.data_root = demo_root
+        for step in cfg[loader].dataset.pipeline:
+            if step.type == 'TokenizeText':
+                step.model_file = osp.join(demo_root, 'text_spm.model')
+    cfg.train_cfg.update(max_iters=2, val_interval=2)
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.,
+                                by_epoch=False)]
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.custom_hooks = []
+    cfg.work_dir = str(tmp_path / 'tokenizer')
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.message_hub.get_scalar(
+        'train/loss_contrastive').current() > 0
+    assert runner.model.encoder.patch_grid == (6, 6)
+
+    pretrain = Config.fromfile(CONFIG)
+    pretrain.model.tokenizer_checkpoint = str(tmp_path / 'tokenizer' /
+                                              'iter_2.pth')
+    from mmvlp.registry import MODELS
+    model = MODELS.build(pretrain.model)
+    for key, value in runner.model.state_dict().items():
+        assert torch.equal(model.tokenizer.state_dict()[key], value), key
+    assert model.mim_head.num_bits == 18
