@@ -231,3 +231,57 @@ def test_converter_errors(tmp_path):
     # Missing files.
     with pytest.raises(FileNotFoundError, match='config.json'):
         read_qlip_checkpoint(str(tmp_path))
+
+
+def test_clip_bpe_tokenizer_and_text_tower():
+    """The CLIP BPE ids (mmsegmentation's copy of the vocabulary) feed the
+    CLIP-style text tower, pooled at the end-of-text token."""
+    from mmvlp.models.backbones import CLIPTextTransformer
+    from mmvlp.text import CLIPBPETokenizer
+    tokenizer = CLIPBPETokenizer(context_length=12)
+    # OpenAI CLIP's ids of this sentence.
+    assert tokenizer.encode('A photo of a dog.')[:6] == [49406, 320, 1125,
+                                                         539, 320, 1929]
+    ids, padding = tokenizer(['a photo of a dog', 'a cat ' * 20])
+    assert ids.shape == (2, 12) and ids[1, -1] == 49407
+    assert int((~padding[0]).sum()) == 7 and ids[0, 6] == 49407
+    assert tokenizer.decode(ids[0]) == 'a photo of a dog'
+    torch.manual_seed(0)
+    tower = CLIPTextTransformer(
+        arch=dict(embed_dims=16, num_layers=1, num_heads=2,
+                  feedforward_channels=32), max_text_len=12).eval()
+    with torch.no_grad():
+        hidden = tower.forward_sequence(ids, padding)
+        pooled = tower(ids, padding)
+        # Causal: padding after the end token changes nothing before it.
+        torch.testing.assert_close(pooled, tower(ids))
+    torch.testing.assert_close(pooled[0], hidden[0, 6])
+    torch.testing.assert_close(pooled[1], hidden[1, 11])
+    with pytest.raises(ValueError, match='end-of-text'):
+        tower(torch.full((1, 5), 320))
+
+
+def test_zero_shot_interface(tmp_path):
+    """A converted QLIP model is a dual encoder: encode_image /
+    encode_text give unit embeddings, logit_scale is the log scale, and
+    model.tokenizer tokenizes class prompts."""
+    ref = make_reference('rope_swiglu')
+    save_hf(ref, str(tmp_path))
+    model = load_qlip(str(tmp_path))
+    raw, _, ids = inputs(ref)
+    image = model.encode_image(raw)
+    text = model.encode_text(ids)
+    torch.testing.assert_close(image.norm(dim=-1), torch.ones(len(raw)))
+    torch.testing.assert_close(
+        model.logit_scale.exp() * image @ text.t(),
+        model.zero_shot_logits(raw, ids))
+    assert model.tokenizer.context_length == 11
+    with pytest.raises(RuntimeError, match='text tower'):
+        BSQViT(encoder=dict(arch=dict(embed_dims=8, num_layers=1,
+                                      num_heads=2, feedforward_channels=8),
+                            img_size=8, patch_size=4),
+               quantizer=dict(type='BinarySphericalQuantizer', code_dims=4,
+                              group_size=2),
+               decoder=dict(arch=dict(embed_dims=8, num_layers=1,
+                                      num_heads=2, feedforward_channels=8))
+               ).encode_image(raw[:, :, :8, :8])

@@ -449,12 +449,16 @@ def load_qlip(path: str, config: Optional[str] = None) -> BSQViT:
 
     Returns:
         BSQViT: With its ``CLIPTextTransformer`` text tower; the model's
-        config is in ``model.qlip_cfg``.
+        config is in ``model.qlip_cfg`` and its text tokenizer (CLIP BPE,
+        a callable ``texts -> (ids, padding_mask)``) in ``model.tokenizer``.
     """
+    from mmvlp.text import CLIPBPETokenizer
     hf_config, weights, (mean, std) = read_qlip_checkpoint(path, config)
     state, info = convert_qlip(weights, hf_config, mean, std)
     cfg = {k: v for k, v in info.model_cfg.items() if k != 'type'}
     model = BSQViT(**cfg)
     model.load_state_dict(state, strict=True)
     model.qlip_cfg = info.model_cfg
+    model.tokenizer = CLIPBPETokenizer(
+        context_length=cfg['text_encoder']['max_text_len'])
     return model.eval()

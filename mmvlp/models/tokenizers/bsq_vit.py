@@ -321,6 +321,19 @@ class BSQViT(BaseVisualTokenizer):
         features = self._text_features(text_ids, text_padding_mask)
         return F.normalize(self.text_proj(features), dim=-1)
 
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """The dual-encoder interface of zero-shot classification and
+        retrieval (with :meth:`encode_text` and ``logit_scale``, as
+        ``BEiT3Retrieval``): :meth:`encode_image_embedding`."""
+        return self.encode_image_embedding(images)
+
+    def encode_text(self,
+                    text_ids: torch.Tensor,
+                    text_padding_mask: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
+        """The dual-encoder interface: :meth:`encode_text_embedding`."""
+        return self.encode_text_embedding(text_ids, text_padding_mask)
+
     @torch.no_grad()
     def zero_shot_logits(self, images: torch.Tensor, text_ids: torch.Tensor,
                          text_padding_mask: Optional[torch.Tensor] = None
