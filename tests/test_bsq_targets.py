@@ -194,8 +194,8 @@ def test_bsq_target_config_trains_and_resumes_exactly(demo_root, tmp_path):
 def test_demo_bsq_tokenizer_feeds_the_bsq_pretraining(demo_root, tmp_path):
     """The 48 px text-aligned tokenizer config trains (with its caption
     alignment) and its checkpoint is what the BSQ-target config loads."""
-    cfg = Config.fromfile(osp.join(osp.dirname(CONFIG),
-                                   'bsqvit-text_vit-tiny-p8_demo-tokenizer.py'))
+    cfg = Config.fromfile(osp.join(
+        osp.dirname(CONFIG), 'bsqvit-text_vit-tiny-p8_demo-tokenizer.py'))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].update(batch_size=4, num_workers=0,
                            persistent_workers=False)

@@ -2,7 +2,8 @@
 # as the MIM targets instead of the 12 VQ-KD colour codes: same backbone,
 # data, masking and budget; the visual head predicts the 18 bits (a binary
 # cross-entropy per bit) instead of a 2**18-way softmax.
-#   python tools/train.py configs/demo/bsqvit-text_vit-tiny-p8_demo-tokenizer.py \
+#   python tools/train.py \
+#       configs/demo/bsqvit-text_vit-tiny-p8_demo-tokenizer.py \
 #       --work-dir work_dirs/demo/bsq_tokenizer
 #   python tools/train.py configs/demo/beit3-tiny-p8_demo-pretrain-bsq.py \
 #       --work-dir work_dirs/demo_bsq/pretrain

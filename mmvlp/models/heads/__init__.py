@@ -5,6 +5,7 @@ from .masked_token import FactorizedTokenHead, MaskedTokenHead
 from .vl_heads import Pooler, TwoLayerMLPHead, VQAHead, init_head_weights
 
 __all__ = [
-    'BEiT3ClsHead', 'MaskedTokenHead', 'FactorizedTokenHead', 'contrastive_loss', 'gather_with_grad',
+    'BEiT3ClsHead', 'MaskedTokenHead', 'FactorizedTokenHead',
+    'contrastive_loss', 'gather_with_grad',
     'Pooler', 'VQAHead', 'TwoLayerMLPHead', 'init_head_weights'
 ]
