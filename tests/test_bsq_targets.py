@@ -224,3 +224,75 @@ def test_demo_bsq_tokenizer_feeds_the_bsq_pretraining(demo_root, tmp_path):
     for key, value in runner.model.state_dict().items():
         assert torch.equal(model.tokenizer.state_dict()[key], value), key
     assert model.mim_head.num_bits == 18
+
+
+BSQ_CONFIG = """
+default_scope = 'mmvlp'
+model = dict(
+    type='BSQViT',
+    encoder=dict(arch=dict(embed_dims=16, num_layers=1, num_heads=2,
+                           feedforward_channels=32), img_size=48,
+                 patch_size=16),
+    quantizer=dict(type='BinarySphericalQuantizer', code_dims=20,
+                   group_size=5),
+    decoder=dict(arch=dict(embed_dims=16, num_layers=1, num_heads=2,
+                           feedforward_channels=32)))
+"""
+
+
+def test_precomputed_bsq_ids_equal_online_targets(tmp_path):
+    """Ids written by tools/tokenize_images.py with a BSQ tokenizer give the
+    pretraining the same targets (and loss) as the tokenizer run online."""
+    import importlib.util
+
+    import numpy as np
+    from mmengine.config import Config as MMConfig
+
+    from mmvlp.datasets import make_demo_dataset
+    from mmvlp.registry import MODELS
+    make_demo_dataset(str(tmp_path / 'data'), num_train=3, num_val=0,
+                      size=48)
+    config = tmp_path / 'bsq.py'
+    config.write_text(BSQ_CONFIG)
+    torch.manual_seed(0)
+    tokenizer = MODELS.build(MMConfig.fromfile(str(config)).model)
+    checkpoint = tmp_path / 'bsq.pth'
+    torch.save({'state_dict': tokenizer.state_dict()}, checkpoint)
+    spec = importlib.util.spec_from_file_location(
+        'tokenize_images', osp.join(osp.dirname(__file__), '..', 'tools',
+                                    'tokenize_images.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'tokens'
+    images = tmp_path / 'data' / 'images' / 'train'
+    assert tool.main([str(config), str(checkpoint), '--data', str(images),
+                      '--out', str(out)]) == 0
+    meta = json.loads((out / 'meta.json').read_text())
+    assert meta['vocab_size'] == 2**20
+    assert meta['id_bit_order'] == 'big-endian'
+    shard = np.load(out / 'shard_00000.npz')
+    ids = torch.from_numpy(shard['ids']).long()
+    assert ids.shape == (3, 3, 3) and int(ids.max()) < 2**20
+
+    backbone = dict(BACKBONE, img_size=48, patch_size=16)
+    head = dict(type='FactorizedTokenHead', group_size=5)
+    online = BEiT3Pretrain(backbone, tokenizer=MMConfig.fromfile(
+        str(config)).model, tokenizer_checkpoint=str(checkpoint),
+        mim_head=head).eval()
+    offline = BEiT3Pretrain(backbone, visual_vocab_size=2**20,
+                            mim_head=head).eval()
+    offline.load_state_dict(online.state_dict(), strict=False)
+    from PIL import Image
+    raw = torch.stack([
+        torch.from_numpy(np.array(Image.open(p).convert('RGB'))).permute(
+            2, 0, 1).float() for p in shard['paths']])
+    mask = torch.zeros(3, 3, 3, dtype=torch.bool)
+    mask[:, 1:, :2] = True
+    batch = dict(images=raw / 255., vision_mask=mask)
+    with torch.no_grad():
+        a = online(dict(image=dict(batch, tokenizer_images=raw)))
+        b = offline(dict(image=dict(batch, visual_tokens=ids)))
+    assert torch.equal(online.tokenizer.encode(raw), ids)
+    for key in ('loss_mim_image', 'acc_mim_image', 'acc_bit_mim_image',
+                'acc_group_mim_image'):
+        torch.testing.assert_close(a[key], b[key])
