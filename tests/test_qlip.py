@@ -246,6 +246,11 @@ def test_clip_bpe_tokenizer_and_text_tower():
     assert ids.shape == (2, 12) and ids[1, -1] == 49407
     assert int((~padding[0]).sum()) == 7 and ids[0, 6] == 49407
     assert tokenizer.decode(ids[0]) == 'a photo of a dog'
+    from mmengine.registry import init_default_scope
+    from mmvlp.registry import MODELS
+    init_default_scope('mmvlp')
+    built = MODELS.build(dict(type='CLIPBPETokenizer', context_length=12))
+    assert torch.equal(built(['a photo of a dog'])[0], ids[:1])
     torch.manual_seed(0)
     tower = CLIPTextTransformer(
         arch=dict(embed_dims=16, num_layers=1, num_heads=2,

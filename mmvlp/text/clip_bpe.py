@@ -10,16 +10,23 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from mmvlp.registry import MODELS
+
 CLIP_VOCAB_SIZE = 49408
 CLIP_BOS_ID = 49406
 CLIP_EOS_ID = 49407
 
 
+@MODELS.register_module()
 class CLIPBPETokenizer:
     """Texts to CLIP BPE ids: ``<start_of_text>`` (49406), the lower-cased,
     ftfy-cleaned text's BPE pieces, ``<end_of_text>`` (49407), zero padding;
     longer texts are cut to ``context_length`` with the end token kept last
     (as ``clip.tokenize`` / open_clip).
+
+    Registered in ``MODELS``: configs name it
+    ``tokenizer=dict(type='CLIPBPETokenizer')`` (e.g. for the zero-shot
+    classifier with a converted QLIP model).
 
     Args:
         context_length (int): Sequence length (77 for CLIP and QLIP).
