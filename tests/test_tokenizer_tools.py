@@ -54,7 +54,7 @@ def test_codebook_usage_metric():
         np.exp(-(probs * np.log(probs)).sum()))
 
 
-def _bsq(text=False):
+def _bsq(text=False, **kwargs):
     torch.manual_seed(0)
     text_encoder = dict(type='BEiT3', arch=dict(
         embed_dims=32, num_layers=1, num_heads=1, feedforward_channels=64),
@@ -68,7 +68,7 @@ def _bsq(text=False):
                        group_size=6),
         decoder=dict(arch=dict(embed_dims=64, num_layers=1, num_heads=1,
                                feedforward_channels=128)),
-        text_encoder=text_encoder, embed_dims=16)
+        text_encoder=text_encoder, embed_dims=16, **kwargs)
 
 
 def test_bsq_vit_encode_decode():
@@ -105,6 +105,89 @@ def test_bsq_vit_losses_and_gradient_balance():
     assert model.text_proj.weight.grad.abs().sum() > 0
     # Without texts only the image losses are computed.
     assert 'loss_contrastive' not in model(images, mode='loss')
+
+
+def _text_batch(seed):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(4, 3, 32, 32, generator=generator) * 255
+    samples = [dict(text_ids=torch.randint(4, 50, (6, ), generator=generator))
+               for _ in range(4)]
+    return images, samples
+
+
+def _measured_ratios(model, calls):
+    """Run ``calls`` loss calls; return the logged weights and the ratios
+    measured (None where the ratio was not measured)."""
+    measured, weights = [], []
+    original = model._gradient_ratio
+
+    def counting(loss_recon, loss_con):
+        ratio = original(loss_recon, loss_con)
+        measured[-1] = ratio.item()
+        return ratio
+
+    model._gradient_ratio = counting
+    for call in range(calls):
+        measured.append(None)
+        losses = model(*_text_batch(call), mode='loss')
+        weights.append(losses['contrastive_weight'].item())
+        assert losses['loss_contrastive'].item() == pytest.approx(
+            weights[-1] * losses['contrastive_raw'].item(), rel=1e-5)
+    return weights, measured
+
+
+def test_bsq_vit_balance_every_k_steps():
+    model = _bsq(text=True, balance_interval=3).train()
+    assert model.balance_weight.item() == 0  # not measured yet
+    weights, measured = _measured_ratios(model, 5)
+    # Two partial backward passes on steps 0 and 3 only; the stored weight
+    # is used in between.
+    assert [m is not None for m in measured] == [True, False, False, True,
+                                                 False]
+    assert weights[:3] == pytest.approx([measured[0]] * 3)
+    assert weights[3:] == pytest.approx([measured[3]] * 2)
+    assert 'balance_weight' in model.state_dict()
+    assert model.state_dict()['balance_weight'].item() == pytest.approx(
+        measured[3])
+
+
+def test_bsq_vit_balance_ema():
+    model = _bsq(text=True, balance_momentum=0.75).train()
+    weights, measured = _measured_ratios(model, 3)
+    assert all(m is not None for m in measured)
+    expected = [measured[0]]
+    for ratio in measured[1:]:
+        expected.append(0.75 * expected[-1] + 0.25 * ratio)
+    assert weights == pytest.approx(expected, rel=1e-5)
+
+
+def test_bsq_vit_fixed_contrastive_weight():
+    model = _bsq(text=True, balance_by_grad=False,
+                 contrastive_weight=7.).train()
+    weights, measured = _measured_ratios(model, 2)
+    assert weights == [7., 7.] and measured == [None, None]
+    assert 'balance_weight' not in model.state_dict()
+    with pytest.raises(ValueError, match='balance_interval must be >= 1'):
+        _bsq(text=True, balance_interval=0)
+    with pytest.raises(ValueError, match=r'balance_momentum must be in'):
+        _bsq(text=True, balance_momentum=1.)
+
+
+def test_bsq_vit_aligned_embeddings():
+    """embed_images / embed_texts are the embeddings the contrastive loss
+    compares (no dropout in this model, so train and eval agree)."""
+    model = _bsq(text=True, balance_by_grad=False).train()
+    images, samples = _text_batch(0)
+    losses = model(images, samples, mode='loss')
+    ids = torch.stack([s['text_ids'] for s in samples])
+    image_embeds = model.embed_images(images)
+    text_embeds = model.embed_texts(ids)
+    assert image_embeds.shape == text_embeds.shape == (4, 16)
+    torch.testing.assert_close(image_embeds.norm(dim=-1), torch.ones(4))
+    expected = contrastive_loss(image_embeds, text_embeds, model.logit_scale)
+    torch.testing.assert_close(losses['contrastive_raw'], expected)
+    with pytest.raises(RuntimeError, match='no text tower'):
+        _bsq().embed_images(images)
 
 
 def test_contrastive_loss_prefers_matching_pairs():

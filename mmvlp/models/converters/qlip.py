@@ -43,6 +43,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..layers.rope import rope_2d_tables
+from ..quantizers.bsq import kwargs_from_official
 from ..tokenizers.bsq_vit import BSQViT
 from .checks import check_against_model
 
@@ -70,9 +71,6 @@ _VISION_DEFAULTS = dict(
     _TOWER_DEFAULTS, quantizer='none', quantizer_l2_norm=False,
     quantizer_embed_type='identity', hidden_size_post_q=None,
     quantizer_cfg={})
-_BSQ_DEFAULTS = dict(embed_dim=18, group_size=9, beta=0., gamma_0=1.,
-                     gamma_1=1., persample_entropy_compute='group',
-                     l2_norm=True, inv_temperature=100.)
 _ACTS = {'gelu': 'gelu', 'quick_gelu': 'quick_gelu',
          'gelu_pytorch_tanh': 'gelu_tanh', 'gelu_new': 'gelu_tanh'}
 _ROPE_BUFFER = re.compile(r'(^|\.)rope\.freqs_(cos|sin)$')
@@ -150,11 +148,8 @@ def qlip_config_to_mmvlp(hf_config: dict,
         raise ValueError(
             f"vision_config.quantizer is {vision['quantizer']!r}; only QLIP "
             "models with the binary spherical quantizer ('bsq') convert.")
-    bsq = {**_BSQ_DEFAULTS, **vision['quantizer_cfg']}
-    if not bsq['l2_norm']:
-        raise ValueError(
-            'quantizer_cfg.l2_norm=False (codes +-1 instead of +-1/sqrt(L)) '
-            'is not supported by mmvlp\'s BinarySphericalQuantizer.')
+    quantizer = dict(type='BinarySphericalQuantizer',
+                     **kwargs_from_official(vision['quantizer_cfg']))
     embed_type = vision['quantizer_embed_type']
     if embed_type not in ('mlp', 'identity'):
         raise ValueError(f'quantizer_embed_type={embed_type!r}: expected '
@@ -175,13 +170,6 @@ def qlip_config_to_mmvlp(hf_config: dict,
             f"The decoder ({decoder['image_size']} px, patch "
             f"{decoder['patch_size']}) must match the encoder "
             f"({vision['image_size']} px, patch {vision['patch_size']}).")
-    quantizer = dict(
-        type='BinarySphericalQuantizer', code_dims=bsq['embed_dim'],
-        group_size=bsq['group_size'],
-        inv_temperature=bsq['inv_temperature'],
-        per_sample_weight=bsq['gamma_0'], codebook_weight=bsq['gamma_1'],
-        entropy_weight=1.0, commitment_weight=bsq['beta'],
-        per_sample_entropy=bsq['persample_entropy_compute'])
     eos = text['eos_token_id']
     cfg = dict(
         type='BSQViT',

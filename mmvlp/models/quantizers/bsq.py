@@ -395,6 +395,54 @@ class BinarySphericalQuantizer(BaseModule):
         return self.out_proj(codes.to(self.out_proj.weight.dtype))
 
 
+def kwargs_from_official(cfg: dict) -> dict:
+    """:class:`BinarySphericalQuantizer` arguments of an official quantizer
+    config (QLIP's ``quantizer_cfg`` in ``config.json``, or bsq-vit's
+    ``BinarySphericalQuantizer`` arguments).
+
+    QLIP spells the entropy weights ``gamma_0``/``gamma_1`` (and smooths
+    with ``entr(p + eps)``), bsq-vit ``gamma0``/``gamma``/``zeta`` (and
+    ``-p log(p + eps)``); ``eps_style`` follows the spelling. Settings
+    mmvlp does not implement are refused: hard entropy
+    (``soft_entropy=False``), ``l2_norm=False`` (mmvlp always quantizes on
+    the sphere) and ``cb_entropy_compute='nce'``.
+
+    Args:
+        cfg (dict): The official keyword arguments.
+
+    Returns:
+        dict: Keyword arguments for :class:`BinarySphericalQuantizer`.
+    """
+    cfg = dict(cfg)
+    if not cfg.pop('soft_entropy', True):
+        raise ValueError('soft_entropy=False (hard entropy) is not '
+                         'implemented in mmvlp; use the soft entropy.')
+    if not cfg.pop('l2_norm', True):
+        raise ValueError('l2_norm=False is not supported: mmvlp quantizes '
+                         'l2-normalised vectors to codes scaled by '
+                         '1/sqrt(L).')
+    if cfg.pop('cb_entropy_compute', 'group') != 'group':
+        raise ValueError("only cb_entropy_compute='group' is implemented")
+    cfg.pop('input_format', None)  # mmvlp is channels-last
+    bsq_vit = 'gamma0' in cfg or 'zeta' in cfg
+    names = dict(embed_dim='code_dims', group_size='group_size',
+                 inv_temperature='inv_temperature', beta='commitment_weight',
+                 gamma_0='per_sample_weight', gamma0='per_sample_weight',
+                 gamma_1='codebook_weight', gamma='codebook_weight',
+                 zeta='entropy_weight',
+                 persample_entropy_compute='per_sample_entropy')
+    unknown = sorted(set(cfg) - set(names))
+    if unknown:
+        raise ValueError(f'unknown official BSQ arguments {unknown}')
+    kwargs = {names[key]: value for key, value in cfg.items()}
+    kwargs['eps_style'] = 'bsq-vit' if bsq_vit else 'qlip'
+    if bsq_vit:  # bsq-vit's default temperature
+        kwargs.setdefault('inv_temperature', 1.)
+    else:  # QLIP's default width (its other defaults are mmvlp's)
+        kwargs.setdefault('code_dims', 18)
+    return kwargs
+
+
 def _check_range(indices: Tensor, num_bits: int, name: str) -> None:
     """Raise ``ValueError`` unless integer ``indices`` lie in
     ``[0, 2**num_bits)`` (one host read; used on decoding paths only)."""

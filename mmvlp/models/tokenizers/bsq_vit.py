@@ -69,9 +69,23 @@ class BSQViT(BaseVisualTokenizer):
         text_proj_bias (bool): Bias on the text projection.
         balance_by_grad (bool): Weight the contrastive loss by
             ``||grad recon|| / ||grad contrastive||`` on the encoder's last
-            block (detached, clipped to ``max_balance_weight``) instead of a
-            fixed weight of 1.
+            block's FFN output weight (detached, clipped to
+            ``max_balance_weight``; QLIP's "weighted by gradient magnitude")
+            instead of the fixed ``contrastive_weight``. Measuring the ratio
+            costs two extra partial backward passes.
         max_balance_weight (float): Upper bound of that weight.
+        balance_interval (int): Measure the ratio on every
+            ``balance_interval``-th training step only and reuse the stored
+            weight in between (1: every step). Defaults to 1.
+        balance_momentum (float): EMA momentum of the stored weight over the
+            measurements, ``w <- m * w + (1 - m) * ratio`` (the first
+            measurement sets it); 0 keeps the last ratio. Defaults to 0.
+            With ``balance_interval > 1`` or a momentum, the weight is a
+            persistent buffer ``balance_weight`` (saved and resumed).
+        contrastive_weight (float): The fixed weight without
+            ``balance_by_grad`` (e.g. a ratio measured in a short run, see
+            docs/tokenizers.md); with it, a factor on the measured weight.
+            Defaults to 1.
         stage (int): 1 or 2 (see the module docstring). Stage 2 needs
             ``perceptual_loss`` and ``discriminator`` and an optimizer per part
             (``MultiOptimWrapperConstructor`` with ``generator`` and
@@ -105,6 +119,9 @@ class BSQViT(BaseVisualTokenizer):
                  text_proj_bias: bool = False,
                  balance_by_grad: bool = True,
                  max_balance_weight: float = 1e3,
+                 balance_interval: int = 1,
+                 balance_momentum: float = 0.,
+                 contrastive_weight: float = 1.,
                  stage: int = 1,
                  perceptual_loss: Optional[dict] = None,
                  perceptual_weight: float = 1.0,
@@ -148,8 +165,22 @@ class BSQViT(BaseVisualTokenizer):
             self.text_proj = nn.Linear(self.text_encoder.embed_dims,
                                        embed_dims, bias=text_proj_bias)
             self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
+        if balance_interval < 1:
+            raise ValueError(f'balance_interval must be >= 1, got '
+                             f'{balance_interval}.')
+        if not 0. <= balance_momentum < 1.:
+            raise ValueError(f'balance_momentum must be in [0, 1), got '
+                             f'{balance_momentum}.')
         self.balance_by_grad = balance_by_grad
         self.max_balance_weight = max_balance_weight
+        self.balance_interval = balance_interval
+        self.balance_momentum = balance_momentum
+        self.contrastive_weight = contrastive_weight
+        self._balance_calls = 0
+        if (text_encoder is not None and balance_by_grad and
+                (balance_interval > 1 or balance_momentum > 0)):
+            # 0 = not measured yet.
+            self.register_buffer('balance_weight', torch.zeros(()))
 
         if stage not in (1, 2):
             raise ValueError(f'stage must be 1 or 2, got {stage}.')
@@ -263,9 +294,34 @@ class BSQViT(BaseVisualTokenizer):
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` raw pixels to ``(B, h, w)`` int64 token ids."""
+        """``(B, 3, H, W)`` raw pixels to ``(B, h, w)`` int64 token ids
+        (BSQ ids, big-endian bits as the official code)."""
         _, output, grid = self._encode(images)
         return output.indices.view(images.shape[0], *grid)
+
+    @torch.no_grad()
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit image embeddings ``(B, embed_dims)`` of the contrastive
+        space (projected unquantized CLS); needs a text tower."""
+        self._check_aligned()
+        check_raw_pixels(images, type(self).__name__)
+        tokens, _ = self.run_encoder(images)
+        return F.normalize(self.image_proj(tokens[:, 0]), dim=-1)
+
+    @torch.no_grad()
+    def embed_texts(self, text_ids: torch.Tensor,
+                    text_padding_mask: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
+        """Unit text embeddings ``(B, embed_dims)`` of ``(B, L)`` token ids
+        (``text_padding_mask`` True at padding)."""
+        self._check_aligned()
+        text = self._text_features(text_ids, text_padding_mask)
+        return F.normalize(self.text_proj(text), dim=-1)
+
+    def _check_aligned(self) -> None:
+        if self.text_encoder is None:
+            raise RuntimeError('This BSQViT has no text tower '
+                               '(text_encoder=None): nothing is aligned.')
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
@@ -292,23 +348,11 @@ class BSQViT(BaseVisualTokenizer):
         return self.text_encoder.forward_sequence(
             text_ids=text_ids, text_padding_mask=text_padding_mask)[:, 0]
 
-    def _check_text_tower(self) -> None:
-        if self.text_encoder is None:
-            raise RuntimeError(
-                'This BSQViT has no text tower (text_encoder=None), so it has '
-                'no image-text embeddings; use a language-aligned (QLIP) '
-                'model.')
-
-    @torch.no_grad()
     def encode_image_embedding(self, images: torch.Tensor) -> torch.Tensor:
         """l2-normalised image embeddings ``(B, D)`` of raw-pixel images
-        (the projected, unquantized CLS feature)."""
-        self._check_text_tower()
-        check_raw_pixels(images, type(self).__name__)
-        tokens, _ = self.run_encoder(images)
-        return F.normalize(self.image_proj(tokens[:, 0]), dim=-1)
+        (the projected, unquantized CLS feature): :meth:`embed_images`."""
+        return self.embed_images(images)
 
-    @torch.no_grad()
     def encode_text_embedding(
             self,
             text_ids: torch.Tensor,
@@ -316,10 +360,8 @@ class BSQViT(BaseVisualTokenizer):
     ) -> torch.Tensor:
         """l2-normalised text embeddings ``(B, D)`` of token ids (from the
         text tower's tokenizer, e.g. ``mmvlp.text.CLIPBPETokenizer`` for a
-        converted QLIP model)."""
-        self._check_text_tower()
-        features = self._text_features(text_ids, text_padding_mask)
-        return F.normalize(self.text_proj(features), dim=-1)
+        converted QLIP model): :meth:`embed_texts`."""
+        return self.embed_texts(text_ids, text_padding_mask)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """The dual-encoder interface of zero-shot classification and
@@ -384,11 +426,30 @@ class BSQViT(BaseVisualTokenizer):
 
     def _balance_weight(self, loss_recon: torch.Tensor,
                         loss_con: torch.Tensor) -> torch.Tensor:
+        """The contrastive weight: fixed, or the gradient-norm ratio
+        measured now or at an earlier step (see ``balance_interval``)."""
+        fixed = loss_con.new_tensor(self.contrastive_weight)
+        if not self.balance_by_grad:
+            return fixed
+        stored = getattr(self, 'balance_weight', None)
+        if not (self.training and loss_con.requires_grad):
+            if stored is None:
+                return fixed
+            return fixed * torch.where(stored > 0, stored, 1.)
+        due = self._balance_calls % self.balance_interval == 0
+        self._balance_calls += 1
+        if stored is None:
+            return fixed * self._gradient_ratio(loss_recon, loss_con)
+        if due:
+            ratio = self._gradient_ratio(loss_recon, loss_con)
+            momentum = torch.where(stored > 0, self.balance_momentum, 0.)
+            stored.copy_(momentum * stored + (1 - momentum) * ratio)
+        return fixed * stored.detach().clone()
+
+    def _gradient_ratio(self, loss_recon: torch.Tensor,
+                        loss_con: torch.Tensor) -> torch.Tensor:
         """``||d recon / d W|| / ||d con / d W||`` on the encoder's last
-        block's FFN output weight (QLIP's gradient-magnitude balancing)."""
-        if not (self.balance_by_grad and self.training and
-                loss_con.requires_grad):
-            return loss_con.new_tensor(1.)
+        block's FFN output weight (two partial backward passes)."""
         weight = self.encoder.layers[-1].ffn.fc2.weight
         grad_recon, = torch.autograd.grad(loss_recon, weight,
                                           retain_graph=True)
