@@ -5,7 +5,7 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: help install test test-demo test-reliability test-dist demo demo-seeds demo-backbone \
 	demo-tokenizers demo-transfer demo-transfer-smoke demo-vl demo-vl-smoke \
-	demo-zero-shot demo-zero-shot-smoke benchmarks clean-venv
+	demo-zero-shot demo-zero-shot-smoke demo-bsq-targets benchmarks clean-venv
 
 help:
 	@echo "make install  create/reuse $(VENV) and install the pinned stack + mmvlp"
@@ -24,6 +24,7 @@ help:
 	@echo "make demo-vl-smoke  the same, 2 iterations per run (CI)"
 	@echo "make demo-zero-shot  zero-shot colour classification and embedding neighbours with demo-vl's retrieval models (after make demo-vl)"
 	@echo "make demo-zero-shot-smoke  the same on 32 scenes with demo-vl-smoke's models (CI)"
+	@echo "make demo-bsq-targets  pretrain the demo BEiT-3 on text-aligned BSQ (QLIP-style) tokens and compare with make demo's VQ-KD run (docs/qlip.md)"
 
 install:
 	@MMVLP_VENV="$(abspath $(VENV))" bash tools/install.sh
@@ -126,6 +127,22 @@ benchmarks: install
 # pretrained > scratch on all three.
 demo-vl: install work_dirs/demo/pretrain/last_checkpoint
 	$(PY) tools/demo/vl_demo.py --work-dir work_dirs/demo_vl --check
+
+# QLIP-style tokens as MIM targets (after `make demo`, which it runs when its
+# checkpoint is missing): the demo's text-aligned BSQ tokenizer at 48 px, the
+# demo pretraining on its 18-bit tokens through the per-bit head (same data
+# and budget), its evaluation, and the comparison with the VQ-KD run
+# (work_dirs/demo_bsq/comparison.json; docs/qlip.md).
+DEMO_BSQ := configs/demo/beit3-tiny-p8_demo-pretrain-bsq.py
+demo-bsq-targets: install work_dirs/demo/pretrain/last_checkpoint
+	$(PY) tools/train.py configs/demo/bsqvit-text_vit-tiny-p8_demo-tokenizer.py \
+		--work-dir work_dirs/demo/bsq_tokenizer
+	$(PY) tools/train.py $(DEMO_BSQ) --work-dir work_dirs/demo_bsq/pretrain
+	$(PY) tools/analysis_tools/eval_demo_pretrain.py $(DEMO_BSQ) \
+		"$$(cat work_dirs/demo_bsq/pretrain/last_checkpoint)" --data $(DEMO_DATA) \
+		--out work_dirs/demo_bsq/metrics.json
+	$(PY) tools/analysis_tools/compare_demo_targets.py work_dirs/demo/metrics.json \
+		work_dirs/demo_bsq/metrics.json --out work_dirs/demo_bsq/comparison.json
 
 demo-vl-smoke: install work_dirs/demo/pretrain/last_checkpoint
 	$(PY) tools/demo/vl_demo.py --max-iters 2 --work-dir work_dirs/demo_vl_smoke

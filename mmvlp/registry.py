@@ -68,7 +68,9 @@ DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS)
 TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, 'mmvlp.datasets')
 
 # Models.
-MODELS = _child('model', MMENGINE_MODELS, 'mmvlp.models')
+# Text tokenizers register here too (``mmvlp.text``), so a config can name
+# one: ``tokenizer=dict(type='CLIPBPETokenizer')``.
+MODELS = _child('model', MMENGINE_MODELS, 'mmvlp.models', 'mmvlp.text')
 MODEL_WRAPPERS = _child('model wrapper', MMENGINE_MODEL_WRAPPERS,
                         'mmvlp.models')
 WEIGHT_INITIALIZERS = _child('weight initializer',

@@ -204,3 +204,47 @@ def test_binary_code_accuracies():
     assert m['mim_fg_bit_acc'] == 0.75
     assert m['pair_mim_fg_bit_acc_matched'] == 1.
     assert m['pair_mim_fg_bit_acc_shuffled'] == 0.5  # 00 vs 10, 00 vs 01
+
+
+def test_visual_predictions_of_both_heads():
+    """A linear head predicts by argmax, a factorised (bit) head by the
+    signs of its bit logits, most significant first."""
+    import torch
+
+    from mmvlp.models.heads import FactorizedTokenHead, MaskedTokenHead
+    tool = _tool()
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 8)
+    linear = MaskedTokenHead(8, 12)
+    assert torch.equal(tool.visual_predictions(linear, hidden),
+                       linear(hidden).argmax(-1))
+    bits = FactorizedTokenHead(8, 5)
+    expected = ((bits(hidden) > 0).long() << torch.arange(4, -1, -1)).sum(-1)
+    assert torch.equal(tool.visual_predictions(bits, hidden), expected)
+
+
+def test_compare_demo_targets(tmp_path, capsys):
+    import json
+    spec = importlib.util.spec_from_file_location(
+        'compare', osp.join(osp.dirname(TOOL), 'compare_demo_targets.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    base = dict(mim_acc=0.5, mim_majority_baseline=0.2, mim_fg_acc=0.4,
+                mlm_acc=0.6, pair_mlm_acc_matched=0.7,
+                pair_mlm_acc_shuffled=0.4, pair_mim_fg_acc_matched=0.5,
+                pair_mim_fg_acc_shuffled=0.3)
+    bsq = dict(base, mim_bit_acc=0.8, pair_mim_fg_bit_acc_matched=0.9,
+               pair_mim_fg_bit_acc_shuffled=0.75)
+    paths = []
+    for name, metrics in (('vqkd', base), ('bsq', bsq)):
+        paths.append(str(tmp_path / f'{name}.json'))
+        with open(paths[-1], 'w') as f:
+            json.dump(metrics, f)
+    out = str(tmp_path / 'cmp.json')
+    assert tool.main(paths + ['--out', out]) == 0
+    with open(out) as f:
+        runs = json.load(f)
+    assert np.isclose(runs['vqkd']['caption_fill_gap'], 0.3)
+    assert np.isclose(runs['bsq']['fg_fill_bit_gap'], 0.15)
+    assert 'fg_fill_bit_gap' not in runs['vqkd']
+    assert 'foreground-fill gap (bits)' in capsys.readouterr().out

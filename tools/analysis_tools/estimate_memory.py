@@ -133,7 +133,9 @@ def head_bytes(model: torch.nn.Module, text_len: int) -> Dict[str, int]:
     """fp32 log-probabilities the masked token heads keep, per sample."""
     backbone = model.backbone
     patches = backbone.patch_grid[0] * backbone.patch_grid[1]
-    visual = model.mim_head.vocab_size
+    # Logits per masked patch: the vocabulary for the linear head, the
+    # head's outputs (bits or groups x 2**s) for a factorised one.
+    visual = model.mim_head.fc.out_features
     words = model.mlm_head.vocab_size
     image = round(MASK_RATIOS['image'] * patches) * visual * 4
     return dict(

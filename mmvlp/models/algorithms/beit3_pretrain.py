@@ -1,6 +1,7 @@
 """BEiT-3 masked data modeling on images, texts and image-text pairs."""
 import contextlib
 import logging
+import math
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
@@ -12,6 +13,9 @@ from mmvlp.registry import MODELS, build_scoped
 from ..heads import MaskedTokenHead
 
 SOURCES = ('image', 'text', 'pair')
+# Largest visual vocabulary the 2**L-way linear head takes by default; above
+# it (BSQ/QLIP codes) a factorised head must be chosen.
+MAX_LINEAR_VOCAB = 2**16
 
 
 @MODELS.register_module()
@@ -23,9 +27,14 @@ class BEiT3Pretrain(BaseModel):
     * pair: both, on an image-text sequence.
 
     Visual targets come from a frozen tokenizer (any mmvlp tokenizer, e.g.
-    ``VQKD`` with ``init_cfg=dict(type='Pretrained', ...)``) applied to the
-    tokenizer view, or from precomputed token ids
-    (``tools/tokenize_images.py``).
+    ``VQKD`` with ``init_cfg=dict(type='Pretrained', ...)``, or a BSQ /
+    QLIP ``BSQViT``) applied to the tokenizer view, or from precomputed token
+    ids (``tools/tokenize_images.py``). Binary-code vocabularies (``2**L``
+    ids) are predicted through
+    :class:`~mmvlp.models.heads.FactorizedTokenHead` (``mim_head``): per bit
+    or per group of bits, logged as exact-token accuracy (``acc_mim_*``)
+    and per-bit / per-group accuracy (``acc_bit_mim_*``,
+    ``acc_group_mim_*``).
 
     A batch is a dict with any of the keys ``image``, ``text`` and ``pair``:
 
@@ -64,6 +73,11 @@ class BEiT3Pretrain(BaseModel):
             :meth:`~mmvlp.models.tokenizers.BaseVisualTokenizer.
             compile_encode`): 10-30 s once per process, then faster targets.
             Defaults to False.
+        mim_head (dict, optional): The visual-token head, e.g.
+            ``dict(type='FactorizedTokenHead', group_size=1)`` (``in_dims``
+            and ``num_bits`` are filled in). Default: the linear
+            ``MaskedTokenHead`` over the vocabulary, allowed up to
+            ``2**16`` ids.
         loss_weights (dict): Weight per source; sources left out weigh 1.
         data_preprocessor (dict, optional): Batch preparation.
         init_cfg (dict, optional): mmengine init config.
@@ -87,6 +101,7 @@ class BEiT3Pretrain(BaseModel):
                  tokenizer_strict: Optional[bool] = None,
                  visual_vocab_size: Optional[int] = None,
                  compile_tokenizer: bool = False,
+                 mim_head: Optional[dict] = None,
                  loss_weights: Dict[str, float] = dict(
                      image=1., text=1., pair=1.),
                  data_preprocessor: Optional[dict] = None,
@@ -142,8 +157,39 @@ class BEiT3Pretrain(BaseModel):
             raise ValueError('BEiT3Pretrain needs a tokenizer or '
                              'visual_vocab_size (precomputed tokens).')
         dims = self.backbone.embed_dims
-        self.mim_head = MaskedTokenHead(dims, visual_vocab_size)
+        self.mim_head = self._build_mim_head(mim_head, dims,
+                                             visual_vocab_size)
         self.mlm_head = MaskedTokenHead(dims, self.backbone.vocab_size)
+
+    @staticmethod
+    def _build_mim_head(cfg: Optional[dict], dims: int, vocab: int):
+        if cfg is None:
+            if vocab > MAX_LINEAR_VOCAB:
+                raise ValueError(
+                    f'A linear head over {vocab} visual ids would have '
+                    f'{vocab * dims / 1e6:.0f}M weights; for binary codes '
+                    "(BSQ/QLIP) set mim_head=dict(type='FactorizedTokenHead'"
+                    ', group_size=1) (per bit) or a larger group_size.')
+            return MaskedTokenHead(dims, vocab)
+        cfg = dict(cfg)
+        cfg.setdefault('in_dims', dims)
+        if str(cfg.get('type', '')).endswith('FactorizedTokenHead'):
+            bits = round(math.log2(vocab))
+            if 2**bits != vocab:
+                raise ValueError(
+                    f'FactorizedTokenHead needs a 2**L vocabulary (binary '
+                    f'codes), got {vocab} visual ids.')
+            if cfg.setdefault('num_bits', bits) != bits:
+                raise ValueError(
+                    f"mim_head num_bits={cfg['num_bits']} does not match the "
+                    f'visual vocabulary 2**{bits}.')
+        else:
+            cfg.setdefault('vocab_size', vocab)
+        head = build_scoped(MODELS, cfg)
+        if head.vocab_size != vocab:
+            raise ValueError(f'mim_head predicts {head.vocab_size} ids, the '
+                             f'visual vocabulary has {vocab}.')
+        return head
 
     def train(self, mode: bool = True) -> 'BEiT3Pretrain':
         """The tokenizer stays frozen in eval mode."""
@@ -168,10 +214,18 @@ class BEiT3Pretrain(BaseModel):
         with context:
             return self.tokenizer.encode(images.float()).flatten(1)
 
-    def _mim(self, hidden: torch.Tensor, batch: dict):
+    def _mim(self, hidden: torch.Tensor, batch: dict, source: str
+             ) -> Dict[str, torch.Tensor]:
+        """Weighted MIM loss and accuracies of one source."""
         mask = batch['vision_mask'].flatten(1).bool()
         patches = hidden[:, 1:1 + mask.shape[1]]
-        return self.mim_head.loss(patches, mask, self._visual_targets(batch))
+        loss, acc, extra = self.mim_head.loss(
+            patches, mask, self._visual_targets(batch), return_metrics=True)
+        out = {f'loss_mim_{source}': loss * self.loss_weights[source],
+               f'acc_mim_{source}': acc}
+        out.update({f'{name}_mim_{source}': value
+                    for name, value in extra.items()})
+        return out
 
     def _mlm(self, hidden: torch.Tensor, batch: dict):
         return self.mlm_head.loss(hidden, batch['text_mlm_mask'].bool(),
@@ -187,9 +241,7 @@ class BEiT3Pretrain(BaseModel):
             part = batch['image']
             hidden = self.backbone.forward_sequence(
                 images=part['images'], vision_mask=part['vision_mask'])
-            loss, acc = self._mim(hidden, part)
-            losses.update(loss_mim_image=loss * self.loss_weights['image'],
-                          acc_mim_image=acc)
+            losses.update(self._mim(hidden, part, 'image'))
         if 'text' in batch:
             part = batch['text']
             hidden = self.backbone.forward_sequence(
@@ -206,10 +258,9 @@ class BEiT3Pretrain(BaseModel):
                 text_padding_mask=part.get('text_padding_mask'))
             hidden, split = output.hidden_states, output.num_image_tokens
             weight = self.loss_weights['pair']
-            mim, mim_acc = self._mim(hidden[:, :split], part)
+            losses.update(self._mim(hidden[:, :split], part, 'pair'))
             mlm, mlm_acc = self._mlm(hidden[:, split:], part)
-            losses.update(loss_mim_pair=mim * weight, acc_mim_pair=mim_acc,
-                          loss_mlm_pair=mlm * weight, acc_mlm_pair=mlm_acc)
+            losses.update(loss_mlm_pair=mlm * weight, acc_mlm_pair=mlm_acc)
         return losses
 
     def forward(self, inputs: Dict[str, dict], data_samples=None,

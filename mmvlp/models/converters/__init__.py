@@ -6,6 +6,7 @@ from .unilm_beit3_tasks import (OFFICIAL_TASKS, OfficialCheckpointMixin,
                                 OfficialMapping, detect_task,
                                 load_official_in_place, map_official_beit3,
                                 task_of_model)
+from .qlip import QLIPConversion, convert_qlip, load_qlip
 from .vqkd import VQKDConversion, convert_vqkd
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     'normalize_official_keys', 'is_official_beit3', 'OFFICIAL_TASKS',
     'OfficialMapping', 'OfficialCheckpointMixin', 'detect_task',
     'task_of_model', 'map_official_beit3', 'load_official_in_place',
-    'VQKDConversion', 'convert_vqkd'
+    'VQKDConversion', 'convert_vqkd',
+    'QLIPConversion', 'convert_qlip', 'load_qlip'
 ]

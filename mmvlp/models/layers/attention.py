@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from .attention_kernels import attention
 from .multiway import expert_of, multiway_or_shared, route, split_modalities
+from .rope import RopeTables, apply_rope
 
 
 class MultiwayAttention(nn.Module):
@@ -69,7 +70,8 @@ class MultiwayAttention(nn.Module):
                 x: torch.Tensor,
                 split: int,
                 attn_mask: Optional[torch.Tensor] = None,
-                grid: Optional[Sequence[int]] = None) -> torch.Tensor:
+                grid: Optional[Sequence[int]] = None,
+                rope: Optional[RopeTables] = None) -> torch.Tensor:
         """Attend over ``x``.
 
         Args:
@@ -82,17 +84,26 @@ class MultiwayAttention(nn.Module):
                 With ``window_size > 0``, an image-only sequence (``split ==
                 N``) without ``attn_mask`` attends within windows; anything
                 else attends globally.
+            rope (tuple, optional): ``(cos, sin)`` rotary tables
+                (:func:`~mmvlp.models.layers.rope.rope_2d_tables`) applied to
+                the queries and keys of the last ``len(cos)`` tokens of a
+                one-modality sequence.
 
         Returns:
             Tensor: ``(B, N, C)``.
         """
         parts = split_modalities(x, split)
         if len(parts) > 1:
+            if rope is not None:
+                raise ValueError('Rotary embeddings are supported for '
+                                 'one-modality sequences only.')
             return torch.cat(self.forward_parts(parts, attn_mask), dim=1)
         batch, num_tokens, _ = x.shape
         qkv = route(self.qkv, x, split)
         q, k, v = qkv.view(batch, num_tokens, 3, self.num_heads,
                            self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         dropout_p = self.attn_drop if self.training else 0.
         if (self.window_size and grid is not None and split >= num_tokens
                 and attn_mask is None):

@@ -8,6 +8,7 @@ from mmcv.cnn.bricks.drop import DropPath
 from .attention import MultiwayAttention
 from .ffn import SubLNFFN
 from .multiway import expert_of, multiway_or_shared, route, split_modalities
+from .rope import RopeTables
 
 
 class MultiwayTransformerLayer(nn.Module):
@@ -37,6 +38,10 @@ class MultiwayTransformerLayer(nn.Module):
         window_size (int): Window side of ViTDet-style window attention for
             image-only sequences (needs ``grid`` in :meth:`forward`); 0
             (default) attends globally.
+        qkv_bias (bool): Bias on the query/key/value projection.
+        ffn_act (str): Activation of the FFN (see
+            :class:`~mmvlp.models.layers.SubLNFFN`; ``'swiglu'`` makes it a
+            SwiGLU FFN).
     """
 
     def __init__(self,
@@ -50,7 +55,9 @@ class MultiwayTransformerLayer(nn.Module):
                  drop_path_rate: float = 0.,
                  attn_drop: float = 0.,
                  layer_norm_eps: float = 1e-5,
-                 window_size: int = 0) -> None:
+                 window_size: int = 0,
+                 qkv_bias: bool = True,
+                 ffn_act: str = 'gelu') -> None:
         super().__init__()
         if vl_expert and not multiway_ffn:
             raise ValueError('vl_expert=True needs multiway_ffn=True.')
@@ -62,6 +69,7 @@ class MultiwayTransformerLayer(nn.Module):
             num_heads,
             multiway=multiway_attn,
             subln=subln,
+            qkv_bias=qkv_bias,
             attn_drop=attn_drop,
             layer_norm_eps=layer_norm_eps,
             window_size=window_size)
@@ -73,7 +81,8 @@ class MultiwayTransformerLayer(nn.Module):
                 embed_dims,
                 feedforward_channels,
                 subln=subln,
-                layer_norm_eps=layer_norm_eps), multiway_ffn, vl_expert)
+                layer_norm_eps=layer_norm_eps,
+                act=ffn_act), multiway_ffn, vl_expert)
         self.drop_path = DropPath(
             drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
@@ -81,7 +90,8 @@ class MultiwayTransformerLayer(nn.Module):
                 x: torch.Tensor,
                 split: int,
                 attn_mask: Optional[torch.Tensor] = None,
-                grid: Optional[Sequence[int]] = None) -> torch.Tensor:
+                grid: Optional[Sequence[int]] = None,
+                rope: Optional[RopeTables] = None) -> torch.Tensor:
         """Run the layer.
 
         Args:
@@ -93,15 +103,22 @@ class MultiwayTransformerLayer(nn.Module):
             grid (Sequence[int], optional): ``(h, w)`` patch grid of an
                 image-only sequence, for window attention (see
                 :class:`~mmvlp.models.layers.MultiwayAttention`).
+            rope (tuple, optional): Rotary ``(cos, sin)`` tables of the
+                trailing patch tokens of a one-modality sequence (see
+                :mod:`~mmvlp.models.layers.rope`).
 
         Returns:
             Tensor: ``(B, N, C)``.
         """
         parts = split_modalities(x, split)
         if len(parts) > 1:
+            if rope is not None:
+                raise ValueError('Rotary embeddings are supported for '
+                                 'one-modality sequences only.')
             return self._forward_mixed(parts, attn_mask)
         x = x + self.drop_path(
-            self.attn(route(self.norm1, x, split), split, attn_mask, grid))
+            self.attn(route(self.norm1, x, split), split, attn_mask, grid,
+                      rope))
         hidden = route(self.norm2, x, split)
         return x + self.drop_path(route(self.ffn, hidden, split))
 

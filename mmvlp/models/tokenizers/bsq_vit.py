@@ -5,6 +5,12 @@ decoder. Stage 1 trains everything with reconstruction + quantizer entropy and,
 with a text tower, contrastive alignment of the *unquantized* CLS (weights
 balanced by gradient magnitude). Stage 2 freezes the encoder and trains the
 quantizer and decoder with perceptual and adversarial (PatchGAN) losses.
+
+The options of QLIP's released models (``tools/model_converters/
+qlip_to_mmvlp.py`` converts them): an MLP into and out of the code space
+(``quant_embed='mlp'``), a ``LayerNorm -> Linear -> Tanh -> Linear`` pixel
+head, biased projections and a CLIP-style causal text tower
+(:class:`~mmvlp.models.backbones.CLIPTextTransformer`).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -15,8 +21,9 @@ from mmengine.logging import MessageHub
 
 from mmvlp.registry import MODELS, build_scoped
 from ..backbones.beit3_reach import freeze_unused
-from ..backbones.vit import ViTEncoder
+from ..backbones.vit import VIT_ARCHS, ViTEncoder
 from ..heads.contrastive import contrastive_loss
+from ..layers import resolve_arch
 from ..quantizers import QuantizerOutput
 from .base import (IMAGENET_MEAN, IMAGENET_STD, BaseVisualTokenizer,
                    unwrap_ddp)
@@ -24,6 +31,7 @@ from .losses import hinge_d_loss, hinge_g_loss
 from .targets import check_raw_pixels
 
 RECON_LOSSES = ('l1', 'l2')
+QUANT_EMBEDS = ('linear', 'mlp', 'identity')
 
 
 @MODELS.register_module()
@@ -38,11 +46,29 @@ class BSQViT(BaseVisualTokenizer):
             reads the quantized patch map with patch size 1).
         recon_loss (str): ``'l1'`` or ``'l2'`` on normalised pixels.
         text_encoder (dict, optional): A model config whose
+            ``forward_pooled(text_ids, text_padding_mask)`` returns the
+            ``(B, C)`` sentence features (e.g.
+            ``mmvlp.CLIPTextTransformer``), or whose
             ``forward_sequence(text_ids=..., text_padding_mask=...)`` returns
             ``(B, L, C)`` with the text CLS first (e.g. ``mmvlp.BEiT3``).
-            When given, the unquantized image CLS and the text CLS are
+            When given, the unquantized image CLS and the text feature are
             aligned contrastively.
         embed_dims (int): Width of the contrastive embedding space.
+        quant_embed (str): How patch tokens enter and leave the code space:
+            ``'linear'`` (default): the quantizer's own input/output
+            projections (``in_dims`` set to the encoder width);
+            ``'mlp'`` (QLIP): ``quant_embed`` = Linear(C, C) -> GELU ->
+            Linear(C, L) before the quantizer and ``quant_embed_post`` =
+            Linear(L, P) -> GELU -> Linear(P, P) after it, ``P =
+            post_quant_dims``; ``'identity'``: the encoder width is the code
+            width ``L``.
+        post_quant_dims (int, optional): ``P`` of ``quant_embed='mlp'``, the
+            decoder's input width (defaults to the decoder width).
+        pixel_head_hidden (int, optional): Hidden width of a ``Linear ->
+            Tanh -> Linear`` pixel head (QLIP's decoder); None (default): one
+            linear layer.
+        image_proj_bias (bool): Bias on the image projection.
+        text_proj_bias (bool): Bias on the text projection.
         balance_by_grad (bool): Weight the contrastive loss by
             ``||grad recon|| / ||grad contrastive||`` on the encoder's last
             block's FFN output weight (detached, clipped to
@@ -88,6 +114,11 @@ class BSQViT(BaseVisualTokenizer):
                  recon_loss: str = 'l1',
                  text_encoder: Optional[dict] = None,
                  embed_dims: int = 512,
+                 quant_embed: str = 'linear',
+                 post_quant_dims: Optional[int] = None,
+                 pixel_head_hidden: Optional[int] = None,
+                 image_proj_bias: bool = False,
+                 text_proj_bias: bool = False,
                  balance_by_grad: bool = True,
                  max_balance_weight: float = 1e3,
                  balance_interval: int = 1,
@@ -112,15 +143,21 @@ class BSQViT(BaseVisualTokenizer):
         if self.encoder.cls_token is None:
             raise ValueError('BSQViT needs an encoder with a CLS token.')
         dims = self.encoder.embed_dims
-        quantizer = dict(quantizer, in_dims=dims)
-        self.quantizer = build_scoped(MODELS, quantizer)
+        decoder_in = self._build_quantizer(quantizer, quant_embed,
+                                           post_quant_dims, decoder)
         self.decoder = ViTEncoder(
             img_size=self.encoder.patch_grid,
             patch_size=1,
-            in_channels=dims,
+            in_channels=decoder_in,
             **decoder)
         patch = self.encoder.patch_size
-        self.pixel_head = nn.Linear(self.decoder.embed_dims, 3 * patch * patch)
+        out = 3 * patch * patch
+        if pixel_head_hidden is None:
+            self.pixel_head = nn.Linear(self.decoder.embed_dims, out)
+        else:
+            self.pixel_head = nn.Sequential(
+                nn.Linear(self.decoder.embed_dims, pixel_head_hidden),
+                nn.Tanh(), nn.Linear(pixel_head_hidden, out))
 
         self.text_encoder = None
         if text_encoder is not None:
@@ -130,9 +167,9 @@ class BSQViT(BaseVisualTokenizer):
                 # (its vision parts would get no gradient, which DDP
                 # rejects at the second iteration).
                 freeze_unused(self.text_encoder, ('text', ))
-            self.image_proj = nn.Linear(dims, embed_dims, bias=False)
+            self.image_proj = nn.Linear(dims, embed_dims, bias=image_proj_bias)
             self.text_proj = nn.Linear(self.text_encoder.embed_dims,
-                                       embed_dims, bias=False)
+                                       embed_dims, bias=text_proj_bias)
             self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
         if balance_interval < 1:
             raise ValueError(f'balance_interval must be >= 1, got '
@@ -168,17 +205,58 @@ class BSQViT(BaseVisualTokenizer):
             for frozen in self._frozen_in_stage2():
                 frozen.requires_grad_(False)
 
+    def _build_quantizer(self, quantizer: dict, quant_embed: str,
+                         post_quant_dims: Optional[int],
+                         decoder: dict) -> int:
+        """Build the quantizer (and the QLIP MLPs); return the decoder's
+        input width."""
+        if quant_embed not in QUANT_EMBEDS:
+            raise ValueError(f'quant_embed must be one of {QUANT_EMBEDS}, '
+                             f'got {quant_embed!r}.')
+        dims = self.encoder.embed_dims
+        self.quant_embed = self.quant_embed_post = None
+        if quant_embed == 'linear':
+            self.quantizer = build_scoped(MODELS, dict(quantizer,
+                                                       in_dims=dims))
+            return dims
+        self.quantizer = build_scoped(MODELS, dict(quantizer, in_dims=None))
+        code_dims = self.quantizer.code_dims
+        if quant_embed == 'identity':
+            if code_dims != dims:
+                raise ValueError(
+                    f"quant_embed='identity' needs code_dims == the encoder "
+                    f'width ({dims}), got {code_dims}.')
+            return dims
+        if post_quant_dims is None:
+            post_quant_dims = resolve_arch(decoder.get('arch', 'base'),
+                                           VIT_ARCHS, 'ViTEncoder')[
+                                               'embed_dims']
+        self.quant_embed = nn.Sequential(
+            nn.Linear(dims, dims), nn.GELU(), nn.Linear(dims, code_dims))
+        self.quant_embed_post = nn.Sequential(
+            nn.Linear(code_dims, post_quant_dims), nn.GELU(),
+            nn.Linear(post_quant_dims, post_quant_dims))
+        return post_quant_dims
+
     # ------------------------------------------------------------------
+    def _quantize(self, patches: torch.Tensor) -> QuantizerOutput:
+        """Quantizer output of ``(B, N, C)`` encoder patch tokens."""
+        if self.quant_embed is not None:
+            patches = self.quant_embed(patches)
+        return self.quantizer(patches)
+
     def _encode(self, images: torch.Tensor
                 ) -> Tuple[torch.Tensor, QuantizerOutput, Tuple[int, int]]:
         """Unquantized CLS, quantizer output of the patches, patch grid."""
         check_raw_pixels(images, type(self).__name__)
         tokens, grid = self.run_encoder(images)
-        return tokens[:, 0], self.quantizer(tokens[:, 1:]), grid
+        return tokens[:, 0], self._quantize(tokens[:, 1:]), grid
 
     def _pixels(self, quantized: torch.Tensor,
                 grid: Tuple[int, int]) -> torch.Tensor:
         """Decode ``(B, h*w, C)`` quantized patches to normalised pixels."""
+        if self.quant_embed_post is not None:
+            quantized = self.quant_embed_post(quantized)
         batch = quantized.shape[0]
         code_map = quantized.transpose(1, 2).reshape(batch, -1, *grid)
         tokens, _ = self.decoder(code_map)
@@ -212,10 +290,13 @@ class BSQViT(BaseVisualTokenizer):
         if self.stage != 2:
             raise RuntimeError('Only stage 2 trains separate parts; stage 1 '
                                'uses one optimizer.')
+        parts = dict(quantizer=self.quantizer, decoder=self.decoder,
+                     pixel_head=self.pixel_head)
+        if self.quant_embed is not None:
+            parts.update(quant_embed=self.quant_embed,
+                         quant_embed_post=self.quant_embed_post)
         return dict(
-            generator=nn.ModuleDict(
-                dict(quantizer=self.quantizer, decoder=self.decoder,
-                     pixel_head=self.pixel_head)),
+            generator=nn.ModuleDict(parts),
             discriminator=self.discriminator)
 
     @torch.no_grad()
@@ -241,9 +322,8 @@ class BSQViT(BaseVisualTokenizer):
         """Unit text embeddings ``(B, embed_dims)`` of ``(B, L)`` token ids
         (``text_padding_mask`` True at padding)."""
         self._check_aligned()
-        text = self.text_encoder.forward_sequence(
-            text_ids=text_ids, text_padding_mask=text_padding_mask)
-        return F.normalize(self.text_proj(text[:, 0]), dim=-1)
+        text = self._text_features(text_ids, text_padding_mask)
+        return F.normalize(self.text_proj(text), dim=-1)
 
     def _check_aligned(self) -> None:
         if self.text_encoder is None:
@@ -261,6 +341,57 @@ class BSQViT(BaseVisualTokenizer):
         """Encode and decode raw-pixel images (pixels in [0, 255])."""
         _, output, grid = self._encode(images)
         return self._to_raw(self._pixels(output.quantized, grid))
+
+    # ------------------------------------------------------------------
+    # Image-text embeddings (zero-shot classification, retrieval)
+    # ------------------------------------------------------------------
+    def _text_features(self, text_ids: torch.Tensor,
+                       text_padding_mask: Optional[torch.Tensor] = None
+                       ) -> torch.Tensor:
+        """``(B, C_text)`` sentence features of the text tower."""
+        if hasattr(self.text_encoder, 'forward_pooled'):
+            return self.text_encoder.forward_pooled(text_ids,
+                                                    text_padding_mask)
+        return self.text_encoder.forward_sequence(
+            text_ids=text_ids, text_padding_mask=text_padding_mask)[:, 0]
+
+    def encode_image_embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """l2-normalised image embeddings ``(B, D)`` of raw-pixel images
+        (the projected, unquantized CLS feature): :meth:`embed_images`."""
+        return self.embed_images(images)
+
+    def encode_text_embedding(
+            self,
+            text_ids: torch.Tensor,
+            text_padding_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """l2-normalised text embeddings ``(B, D)`` of token ids (from the
+        text tower's tokenizer, e.g. ``mmvlp.text.CLIPBPETokenizer`` for a
+        converted QLIP model): :meth:`embed_texts`."""
+        return self.embed_texts(text_ids, text_padding_mask)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """The dual-encoder interface of zero-shot classification and
+        retrieval (with :meth:`encode_text` and ``logit_scale``, as
+        ``BEiT3Retrieval``): :meth:`encode_image_embedding`."""
+        return self.encode_image_embedding(images)
+
+    def encode_text(self,
+                    text_ids: torch.Tensor,
+                    text_padding_mask: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
+        """The dual-encoder interface: :meth:`encode_text_embedding`."""
+        return self.encode_text_embedding(text_ids, text_padding_mask)
+
+    @torch.no_grad()
+    def zero_shot_logits(self, images: torch.Tensor, text_ids: torch.Tensor,
+                         text_padding_mask: Optional[torch.Tensor] = None
+                         ) -> torch.Tensor:
+        """``logit_scale.exp() * image_emb @ text_emb.T``: ``(B_img,
+        B_text)`` image-to-text logits (CLIP's ``logits_per_image``)."""
+        image = self.encode_image_embedding(images)
+        text = self.encode_text_embedding(text_ids, text_padding_mask)
+        return self.logit_scale.exp() * image @ text.t()
 
     # ------------------------------------------------------------------
     def loss(self,
@@ -289,11 +420,10 @@ class BSQViT(BaseVisualTokenizer):
         losses = dict(loss_recon=loss_recon, loss_quant=output.loss)
         losses.update({k: v.detach().float() for k, v in output.stats.items()})
         if self.text_encoder is not None and text_ids is not None:
-            text = self.text_encoder.forward_sequence(
-                text_ids=text_ids, text_padding_mask=text_padding_mask)
+            text = self._text_features(text_ids, text_padding_mask)
             loss_con = contrastive_loss(
                 F.normalize(self.image_proj(cls_token), dim=-1),
-                F.normalize(self.text_proj(text[:, 0]), dim=-1),
+                F.normalize(self.text_proj(text), dim=-1),
                 self.logit_scale)
             weight = self._balance_weight(loss_recon, loss_con)
             losses.update(loss_contrastive=weight * loss_con,
@@ -347,7 +477,7 @@ class BSQViT(BaseVisualTokenizer):
         check_raw_pixels(images, type(self).__name__)
         with torch.no_grad():
             tokens, grid = self.run_encoder(images)
-        output = self.quantizer(tokens[:, 1:])
+        output = self._quantize(tokens[:, 1:])
         pixels = self._pixels(output.quantized, grid)
         recon = pixels * self.norm.std + self.norm.mean
         if self.recon_loss == 'l1':
@@ -369,7 +499,8 @@ class BSQViT(BaseVisualTokenizer):
     def _adaptive_weight(self, loss_rec: torch.Tensor,
                          loss_adv: torch.Tensor) -> torch.Tensor:
         """``||d rec / d W|| / ||d adv / d W||`` on the pixel head (VQGAN)."""
-        weight = unwrap_ddp(self.pixel_head).weight
+        head = unwrap_ddp(self.pixel_head)
+        weight = (head[-1] if isinstance(head, nn.Sequential) else head).weight
         grad_rec, = torch.autograd.grad(loss_rec, weight, retain_graph=True)
         grad_adv, = torch.autograd.grad(loss_adv, weight, retain_graph=True)
         ratio = grad_rec.norm() / (grad_adv.norm() + 1e-8)
