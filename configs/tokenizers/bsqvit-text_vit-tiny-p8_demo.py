@@ -1,7 +1,9 @@
 # QLIP stage 1 with language alignment on the demo image-caption pairs: the
 # unquantized image CLS is aligned contrastively with a tiny BEiT-3 text
-# tower; the contrastive weight follows the gradient-magnitude ratio
-# (logged as contrastive_weight).
+# tower; the contrastive weight follows the gradient-magnitude ratio,
+# measured every 10 steps and averaged (EMA 0.9; logged as
+# contrastive_weight): 1.10x faster than measuring it every step, with
+# equal or better PSNR and R@1 (docs/tokenizers.md).
 #   python tools/data/make_demo_data.py
 #   python tools/train_text_tokenizer.py data/demo/captions_train.jsonl \
 #       data/demo/text_spm --vocab-size 200 --field caption
@@ -20,7 +22,9 @@ model = dict(
         vocab_size=256,  # >= the demo tokenizer's ids
         max_text_len=max_text_len,
         text_mask_token_id=255),
-    embed_dims=64)
+    embed_dims=64,
+    balance_interval=10,
+    balance_momentum=0.9)
 
 pipeline_tail = [
     dict(type='TokenizeText', model_file=text_model,
