@@ -13,7 +13,7 @@ from mmengine.config import Config
 from test_pretrain_runner import CONFIG, _cfg
 
 from mmvlp.text import TextTokenizer
-from mmvlp.utils import ConfigError, check_config
+from mmvlp.runtime import ConfigError, check_config
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 PAIR = 'train_dataloader.pair.dataset.pipeline'
