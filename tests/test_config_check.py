@@ -1,4 +1,4 @@
-"""mmvlp.utils.check_config (run by tools/train.py and tools/test.py
+"""mmvlp.runtime.check_config (run by tools/train.py and tools/test.py
 before anything is built): unknown types, wrong BEiT-3 settings and
 pipelines that contradict the backbone are reported with the field, the
 value and what is valid; every shipped config passes."""

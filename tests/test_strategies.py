@@ -105,7 +105,7 @@ def _specs(data_root, out):
         two.append(dict(strategy=strategy, precision='fp32', batch=1,
                         max_iters=2, clip=1.0, name=f'{strategy}_clip_2p'))
     # One process: DeepSpeed runs first; the first starts the one-process
-    # group (mmvlp.utils.setup_launch) that the others join.
+    # group (mmvlp.runtime.setup_launch) that the others join.
     one.sort(key=lambda run: not run['strategy'].startswith('zero'))
     return [dict(data_root=data_root, out=out, runs=runs)
             for runs in (two, one)]

@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='override config entries, e.g. '
                         'train_cfg.max_iters=100')
     parser.add_argument('--no-config-check', action='store_true',
-                        help='skip mmvlp.utils.check_config (unknown types, '
+                        help='skip mmvlp.runtime.check_config (unknown types, '
                         'BEiT-3 settings that contradict each other)')
     parser.add_argument('--launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],

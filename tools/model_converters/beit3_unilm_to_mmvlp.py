@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 
 def read_official(src: str) -> dict:
     """The weights of an official BEiT-3 file; other files raise
-    :class:`~mmvlp.utils.CheckpointFileError` naming what they are."""
+    :class:`~mmvlp.checkpoint.CheckpointFileError` naming what they are."""
     check_checkpoint_file(src, 'source')
     raw = safe_torch_load(src, 'cpu')
     summary = summarize_checkpoint(raw, src)
