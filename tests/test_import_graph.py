@@ -254,3 +254,16 @@ def test_old_paths_are_the_new_modules(old):
     module = importlib.import_module(old)
     assert module.__name__ != old, f'{old} is not a re-export shim'
     assert importlib.import_module(module.__name__) is module
+
+
+def test_old_names_in_mmvlp_utils():
+    """``from mmvlp.utils import X`` still gives every name that used to be
+    there, the object of its new home."""
+    import importlib
+
+    import mmvlp.utils as utils
+    for name, home in utils._MOVED.items():
+        assert getattr(utils, name) is getattr(
+            importlib.import_module(home), name), name
+    with pytest.raises(AttributeError, match='no attribute'):
+        utils.not_a_name
