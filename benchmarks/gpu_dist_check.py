@@ -100,7 +100,7 @@ def _pretrain_runner(work: str, device: str, arch):
     from helpers.demo_data import make_demo_with_spm
     from test_pretrain_runner import _cfg
 
-    from mmvlp.utils import build_runner, setup_launch
+    from mmvlp.runtime import build_runner, setup_launch
     root = osp.join(work, 'data')
     if not osp.exists(osp.join(root, 'text_spm.model')):
         make_demo_with_spm(root, num_train=8, num_val=2)
@@ -174,7 +174,7 @@ def check_tokens(args, work: str) -> dict:
     from mmengine.config import Config
 
     from mmvlp.models.algorithms import BEiT3Pretrain
-    from mmvlp.utils.strategy_compat import detach_frozen_modules
+    from mmvlp.compat.strategies import detach_frozen_modules
     device = _device(args.cpu_smoke)
     torch.manual_seed(0)
     if args.cpu_smoke:
@@ -250,9 +250,9 @@ def check_parity(args, work: str) -> dict:
     """DDP / ZeRO / FSDP losses, resume and consolidated weights."""
     from helpers.demo_data import make_demo_with_spm
 
-    from mmvlp.utils.consolidate import (checkpoint_kind,
-                                         consolidate_deepspeed,
-                                         consolidate_file)
+    from mmvlp.checkpoint.consolidation import (checkpoint_kind,
+                                                consolidate_deepspeed,
+                                                consolidate_file)
     root = osp.join(work, 'parity')
     data_root = osp.join(work, 'data')
     if not osp.exists(osp.join(data_root, 'text_spm.model')):

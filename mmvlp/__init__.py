@@ -6,7 +6,7 @@ README's "Compatibility" section).
 import mmengine
 from mmengine.utils import digit_version
 
-from .utils.compat import apply_compat_patches
+from .compat import apply_compat_patches
 from .version import __version__, version_info
 
 MMENGINE_RANGE = ('0.10.0', '0.11.0')
@@ -19,5 +19,10 @@ if not (digit_version(MMENGINE_RANGE[0]) <= digit_version(mmengine.__version__)
         '`make install` (or pip install "mmengine==0.10.7").')
 
 apply_compat_patches()
+# mmengine's AmpOptimWrapper asserts a GPU and scales bf16 losses; mmvlp's
+# takes its registry name (mmvlp/engine/optimizers/amp.py).
+from .engine.optimizers.amp import register_amp_optim_wrapper  # noqa: E402
+
+register_amp_optim_wrapper()
 
 __all__ = ['__version__', 'version_info']

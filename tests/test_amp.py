@@ -16,7 +16,7 @@ from test_interruption import _assert_bitwise_equal
 from test_pretrain_runner import _cfg
 
 from mmvlp.engine.optimizers import AmpOptimWrapper, amp
-from mmvlp.utils import safe_torch_load
+from mmvlp.compat.torch_load import safe_torch_load
 
 ITERS = 8
 

@@ -11,8 +11,9 @@ from mmengine.runner import load_checkpoint, runner
 from mmengine.runner.checkpoint import save_checkpoint
 
 import mmvlp  # noqa: F401  (applies the fixes)
-from mmvlp.utils import (atomic_write_bytes, checkpoint_problem,
-                         find_resumable_checkpoint, safe_torch_load)
+from mmvlp.checkpoint import (atomic_write_bytes, checkpoint_problem,
+                              find_resumable_checkpoint)
+from mmvlp.compat.torch_load import safe_torch_load
 
 
 def _save(path, value=1.):

@@ -25,9 +25,9 @@ from helpers.transfer import demo_pretrain_checkpoint
 from mmvlp.datasets import make_demo_vl_dataset
 from mmvlp.registry import MODELS
 from mmvlp.testing import official_state, official_task_model
-from mmvlp.utils import (CheckpointFileError, CheckpointFitError,
-                         compare_state_dict,
-                         load_model_weights, summarize_checkpoint)
+from mmvlp.checkpoint import (CheckpointFileError, CheckpointFitError,
+                              compare_state_dict, load_model_weights,
+                              summarize_checkpoint)
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 sys.path.insert(0, osp.join(REPO, 'tools', 'demo'))
@@ -511,7 +511,7 @@ def test_init_cfg_pretrained(env):
 def test_file_kinds(tmp_path):
     """What a file is, before and after loading (the start of every
     message)."""
-    from mmvlp.utils.checkpoint_inspect import file_problem
+    from mmvlp.checkpoint.inspection import file_problem
     qlip = tmp_path / 'qlip'
     qlip.mkdir()
     (qlip / 'config.json').write_text(
@@ -583,7 +583,7 @@ class _Net(torch.nn.Module):
     ('resume', 'extra.', '2 of 8 tensors would stay'),
 ])
 def test_purpose_rules(purpose, dropped, fatal):
-    """What each purpose refuses (the table of mmvlp.utils.checkpoint_fit),
+    """What each purpose refuses (the table of mmvlp.checkpoint.fit),
     from names and shapes alone."""
     net = _Net()
     state = {k: v for k, v in net.state_dict().items()

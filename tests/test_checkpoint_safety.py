@@ -16,7 +16,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 
 import mmvlp  # noqa: F401  (applies the fixes)
-from mmvlp.utils import UnsafeCheckpointError, safe_torch_load
+from mmvlp.compat.torch_load import UnsafeCheckpointError, safe_torch_load
 
 
 class ToyModel(BaseModel):

@@ -1,4 +1,4 @@
-"""mmvlp.utils.check_config (run by tools/train.py and tools/test.py
+"""mmvlp.runtime.check_config (run by tools/train.py and tools/test.py
 before anything is built): unknown types, wrong BEiT-3 settings and
 pipelines that contradict the backbone are reported with the field, the
 value and what is valid; every shipped config passes."""
@@ -13,7 +13,7 @@ from mmengine.config import Config
 from test_pretrain_runner import CONFIG, _cfg
 
 from mmvlp.text import TextTokenizer
-from mmvlp.utils import ConfigError, check_config
+from mmvlp.runtime import ConfigError, check_config
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 PAIR = 'train_dataloader.pair.dataset.pipeline'

@@ -69,7 +69,7 @@ def test_pretraining_step_host_syncs(tmp_path):
     from test_pretrain_runner import _cfg
 
     from mmvlp.testing.host_syncs import HostSyncCensus
-    from mmvlp.utils import build_runner, setup_launch
+    from mmvlp.runtime import build_runner, setup_launch
     root = make_demo_with_spm(tmp_path / 'data', num_train=8, num_val=2)
     cfg = _cfg(root, tmp_path / 'work', max_iters=2)
     for loader in cfg.train_dataloader.values():

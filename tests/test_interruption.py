@@ -18,7 +18,8 @@ from helpers.demo_data import make_demo_with_spm
 from test_pretrain_runner import _cfg
 
 import mmvlp.models  # noqa: F401  (imported once, before the forks)
-from mmvlp.utils import checkpoint_problem, safe_torch_load
+from mmvlp.checkpoint import checkpoint_problem
+from mmvlp.compat.torch_load import safe_torch_load
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 TESTS = osp.dirname(osp.abspath(__file__))

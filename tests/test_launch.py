@@ -1,5 +1,5 @@
 """Launchers on CPU-only hosts: the shared setup of tools/train.py and
-tools/test.py (mmvlp/utils/launch.py), tools/dist_test.sh with two gloo
+tools/test.py (mmvlp/runtime/launch.py), tools/dist_test.sh with two gloo
 processes and tools/slurm_train.sh through a stand-in srun."""
 import os
 import os.path as osp
@@ -16,10 +16,10 @@ from mmengine.registry import init_default_scope
 from test_pretrain_runner import _cfg
 
 from mmvlp.registry import MODELS
-from mmvlp.utils import launch
-from mmvlp.utils.launch import (cpu_model_wrapper_cfg, finish_launch,
-                                init_cpu_process_group, limit_cpu_threads,
-                                setup_launch)
+from mmvlp.runtime import launch
+from mmvlp.runtime.launch import (cpu_model_wrapper_cfg, finish_launch,
+                                  init_cpu_process_group, limit_cpu_threads,
+                                  setup_launch)
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 cpu_only = pytest.mark.skipif(launch.accelerator_available(),

@@ -54,8 +54,8 @@ def test_config_builds(path):
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
         assert cfg.optim_wrapper.dtype == 'bfloat16'
     # On a CPU-only host the tools fall back to fp32 (as here).
-    from mmvlp.utils.launch import (accelerator_available,
-                                    cpu_optim_wrapper_cfg)
+    from mmvlp.runtime.launch import (accelerator_available,
+                                      cpu_optim_wrapper_cfg)
     if not accelerator_available():
         cpu_optim_wrapper_cfg(cfg)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)

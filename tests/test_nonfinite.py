@@ -19,7 +19,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.runner import Runner
 
 from mmvlp.engine.hooks.nonfinite import _Guard, nonfinite_tensors
-from mmvlp.utils import safe_torch_load
+from mmvlp.compat.torch_load import safe_torch_load
 
 NAN, INF = math.nan, math.inf
 GRAD_NAN = -1.0  # a sample whose loss is finite but whose gradient is NaN
@@ -272,7 +272,7 @@ def test_default_hook_set_to_none_is_turned_off(tmp_path):
     from mmengine.registry import DATASETS, MODELS
 
     from mmvlp.engine.hooks import NonFiniteLossHook
-    from mmvlp.utils import build_runner, drop_disabled_default_hooks
+    from mmvlp.runtime import build_runner, drop_disabled_default_hooks
     MODELS.register_module('NonFiniteToy', module=Toy, force=True)
     DATASETS.register_module('NonFiniteValues', module=Values, force=True)
 

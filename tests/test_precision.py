@@ -64,7 +64,7 @@ def test_tokenizer_targets_equal_under_deepspeed_bf16():
     autocast, the targets equal those of AmpOptimWrapper's bf16 autocast
     with fp32 weights (DDP, FSDP); a tokenizer cast with the module gives
     other targets."""
-    from mmvlp.utils.strategy_compat import detach_frozen_modules
+    from mmvlp.compat.strategies import detach_frozen_modules
     model = _pretrain_model().eval()
     pixels = torch.randint(0, 256, (32, 3, 32, 32)).float()
     with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -87,7 +87,7 @@ def test_tokenizer_targets_equal_under_deepspeed_bf16():
 def test_detach_refuses_trainable_modules():
     import pytest
 
-    from mmvlp.utils.strategy_compat import detach_frozen_modules
+    from mmvlp.compat.strategies import detach_frozen_modules
     model = _pretrain_model()
     model.tokenizer.requires_grad_(True)
     with pytest.raises(ValueError, match='trainable parameters'):

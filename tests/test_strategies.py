@@ -1,6 +1,6 @@
 """DDP, DeepSpeed ZeRO and FSDP on CPU (gloo): equivalence, resume,
 consolidation and activation checkpointing, plus the fixes mmvlp applies to
-mmengine's strategies (mmvlp/utils/strategy_compat.py, launch.py).
+mmengine's strategies (mmvlp/compat/strategies.py, launch.py).
 
 The distributed part trains the tiny BEiT-3 pretraining config (2 layers,
 width 64; images + texts + pairs, 1 sample per source, process and step) in
@@ -50,14 +50,14 @@ from helpers.demo_data import make_demo_with_spm
 from helpers.ports import free_port
 from mmengine.config import Config
 
-from mmvlp.utils import launch
-from mmvlp.utils.batch_scaling import report_batch, set_accumulation
-from mmvlp.utils.launch import (cpu_strategy_cfg, deepspeed_optim_wrapper_cfg,
-                                strategy_type)
-from mmvlp.utils.strategy_compat import (cast_floating_inputs,
-                                         multi_source_batch_size,
-                                         register_deepspeed_optimizers,
-                                         safe_deepspeed_load)
+from mmvlp.compat.strategies import (cast_floating_inputs,
+                                     multi_source_batch_size,
+                                     register_deepspeed_optimizers,
+                                     safe_deepspeed_load)
+from mmvlp.runtime import launch
+from mmvlp.runtime.batch_scaling import report_batch, set_accumulation
+from mmvlp.runtime.launch import (cpu_strategy_cfg,
+                                  deepspeed_optim_wrapper_cfg, strategy_type)
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 TESTS = osp.dirname(osp.abspath(__file__))
@@ -105,7 +105,7 @@ def _specs(data_root, out):
         two.append(dict(strategy=strategy, precision='fp32', batch=1,
                         max_iters=2, clip=1.0, name=f'{strategy}_clip_2p'))
     # One process: DeepSpeed runs first; the first starts the one-process
-    # group (mmvlp.utils.setup_launch) that the others join.
+    # group (mmvlp.runtime.setup_launch) that the others join.
     one.sort(key=lambda run: not run['strategy'].startswith('zero'))
     return [dict(data_root=data_root, out=out, runs=runs)
             for runs in (two, one)]
@@ -190,9 +190,9 @@ def _final_checkpoint(out, name):
 
 def _consolidated(runs, name):
     """fp32 weights of a run's final checkpoint, consolidated."""
-    from mmvlp.utils.consolidate import (checkpoint_kind,
-                                         consolidate_deepspeed,
-                                         consolidate_file)
+    from mmvlp.checkpoint.consolidation import (checkpoint_kind,
+                                                consolidate_deepspeed,
+                                                consolidate_file)
     path = _final_checkpoint(runs['out'], name)
     kind = checkpoint_kind(path)
     if kind == 'deepspeed':
@@ -317,7 +317,7 @@ def test_consolidated_checkpoint_loads_into_beit3(runs, strategy, precision,
                                                   tmp_path):
     from mmvlp.models import BEiT3
     from mmvlp.models.backbones.beit3_checkpoint import load_pretrained_beit3
-    from mmvlp.utils.consolidate import save_consolidated
+    from mmvlp.checkpoint.consolidation import save_consolidated
     name = (_name(strategy, precision, '2p')
             if strategy != 'fsdp_sharded' else 'fsdp_sharded_2p')
     state = _consolidated(runs, name)
@@ -396,9 +396,9 @@ def test_fsdp_full_optimizer_state_keeps_both_moments(runs):
     # What torch does with mmengine's default (offload_to_cpu=True) on CPU:
     assert probe['exp_avg_equals_exp_avg_sq'], (
         'torch no longer returns exp_avg == exp_avg_sq with offload_to_cpu '
-        'on CPU; the workaround in mmvlp/utils/strategy_compat.py may go')
+        'on CPU; the workaround in mmvlp/compat/strategies.py may go')
     # What mmvlp saves:
-    from mmvlp.utils.checkpoint_safety import safe_torch_load
+    from mmvlp.compat.torch_load import safe_torch_load
     checkpoint = safe_torch_load(_final_checkpoint(runs['out'], name))
     moments = [s for s in checkpoint['optimizer']['state'].values()
                if 'exp_avg' in s]
@@ -603,7 +603,7 @@ def test_set_accumulation_keeps_the_schedule_in_optimizer_steps():
 def test_deepspeed_checkpoints_load_safely(tmp_path):
     path = str(tmp_path / 'evil.pt')
     torch.save(dict(module={}, payload=os.system), path)
-    from mmvlp.utils import UnsafeCheckpointError
+    from mmvlp.compat.torch_load import UnsafeCheckpointError
     with pytest.raises(UnsafeCheckpointError, match='system'):
         safe_deepspeed_load(path)
     from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import \

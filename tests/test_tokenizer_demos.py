@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 
 from mmvlp.datasets import make_demo_dataset
 from mmvlp.text import train_sentencepiece
-from mmvlp.utils import safe_torch_load
+from mmvlp.compat.torch_load import safe_torch_load
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs', 'tokenizers')
 

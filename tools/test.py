@@ -21,10 +21,10 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import (add_load_arguments, build_runner,
-                         check_checkpoint_file, check_config,
-                         checked_runner_loading, exit_after_launch,
-                         exit_on_load_error, finish_launch, setup_launch)
+from mmvlp.checkpoint import (add_load_arguments, check_checkpoint_file,
+                              checked_runner_loading, exit_on_load_error)
+from mmvlp.runtime import (build_runner, check_config, exit_after_launch,
+                           finish_launch, setup_launch)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     parser.add_argument('--no-config-check', action='store_true',
-                        help='skip mmvlp.utils.check_config (unknown types, '
+                        help='skip mmvlp.runtime.check_config (unknown types, '
                         'BEiT-3 settings that contradict each other)')
     parser.add_argument('--launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -68,7 +68,7 @@ def _test(args: argparse.Namespace) -> bool:
                           allow_dirs=cfg.get('strategy') is not None)
     if not args.no_config_check:
         check_config(cfg)  # before anything is built (docs/reliability.md)
-    # CPU-only hosts: gloo group, CPU DDP (see mmvlp/utils/launch.py).
+    # CPU-only hosts: gloo group, CPU DDP (see mmvlp/runtime/launch.py).
     setup_launch(cfg)
     runner = build_runner(cfg)
     with checked_runner_loading(runner, 'test', args.allow_partial):

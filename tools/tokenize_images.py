@@ -33,9 +33,9 @@ from mmvlp.datasets.offline_shards import (ShardResult, list_images,
 from mmvlp.datasets.skips import BadDataError
 from mmvlp.datasets.transforms import read_image_file
 from mmvlp.registry import MODELS
-from mmvlp.utils import (add_load_arguments, allow_partial_loading,
-                         check_checkpoint_file, exit_on_load_error,
-                         load_model_weights)
+from mmvlp.checkpoint import (add_load_arguments, allow_partial_loading,
+                              check_checkpoint_file, exit_on_load_error,
+                              load_model_weights)
 
 __all__ = ['list_images', 'load_image', 'main']
 

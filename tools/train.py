@@ -24,11 +24,11 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import (add_load_arguments, build_runner,
-                         check_checkpoint_file, check_config,
-                         checked_runner_loading, exit_after_launch,
-                         exit_on_load_error, finish_launch, report_batch,
-                         set_accumulation, setup_launch)
+from mmvlp.checkpoint import (add_load_arguments, check_checkpoint_file,
+                              checked_runner_loading, exit_on_load_error)
+from mmvlp.runtime import (build_runner, check_config, exit_after_launch,
+                           finish_launch, report_batch, set_accumulation,
+                           setup_launch)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='override config entries, e.g. '
                         'train_cfg.max_iters=100')
     parser.add_argument('--no-config-check', action='store_true',
-                        help='skip mmvlp.utils.check_config (unknown types, '
+                        help='skip mmvlp.runtime.check_config (unknown types, '
                         'BEiT-3 settings that contradict each other)')
     parser.add_argument('--launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -109,7 +109,7 @@ def _train(args: argparse.Namespace) -> bool:
     if not args.no_config_check:
         check_config(cfg)  # before anything is built (docs/reliability.md)
     # Strategies (DeepSpeed, FSDP); CPU-only hosts: gloo group, CPU
-    # wrappers, fp32 (see mmvlp/utils/launch.py).
+    # wrappers, fp32 (see mmvlp/runtime/launch.py).
     setup_launch(cfg)
     report_batch(cfg)
     runner = build_runner(cfg)

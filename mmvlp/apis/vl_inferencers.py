@@ -29,7 +29,7 @@ from mmpretrain.apis.base import BaseInferencer
 from mmpretrain.structures import DataSample
 
 from mmvlp.registry import MODELS, TRANSFORMS, build_scoped
-from mmvlp.utils import load_model_weights
+from mmvlp.checkpoint.loading import load_model_weights
 
 ModelType = Union[BaseModel, str, Config]
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
@@ -44,7 +44,7 @@ def init_vl_model(model: ModelType,
     The backbone's ``init_cfg`` (pretraining weights) is dropped: the
     fine-tuned checkpoint holds every weight. Without a checkpoint the model
     keeps random weights (with a warning). The checkpoint is checked as
-    ``tools/test.py`` checks it (:func:`~mmvlp.utils.load_model_weights`,
+    ``tools/test.py`` checks it (:func:`~mmvlp.checkpoint.load_model_weights`,
     purpose ``'test'``): the backbone and the task head must load.
 
     Args:

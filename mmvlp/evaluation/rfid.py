@@ -9,7 +9,7 @@ from mmengine.evaluator import BaseMetric
 from torchvision.models import inception_v3
 
 from mmvlp.registry import METRICS
-from mmvlp.utils import safe_torch_load
+from mmvlp.compat.torch_load import safe_torch_load
 
 
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor,

@@ -39,8 +39,8 @@ from mmengine.hooks import Hook  # noqa: E402
 
 import mmvlp  # noqa: E402,F401
 from mmvlp.registry import HOOKS  # noqa: E402
-from mmvlp.utils import (build_runner, finish_launch, report_batch,  # noqa
-                         set_accumulation, setup_launch)
+from mmvlp.runtime import (build_runner, finish_launch, report_batch,  # noqa
+                           set_accumulation, setup_launch)
 
 STRATEGY_BASES = dict(
     zero1='deepspeed_zero1', zero2='deepspeed_zero2',
@@ -302,8 +302,8 @@ def main(spec_file: str) -> None:
         if run.get('probe_fsdp_offload'):
             record_fsdp_offload_probe(runner)
         if run.get('consolidate'):
-            from mmvlp.utils.consolidate import (consolidate_fsdp_sharded,
-                                                 save_consolidated)
+            from mmvlp.checkpoint.consolidation import (
+                consolidate_fsdp_sharded, save_consolidated)
             path = final_checkpoint(runner.work_dir)
             state, meta = consolidate_fsdp_sharded(cfg, path)
             if state is not None:

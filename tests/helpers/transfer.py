@@ -22,7 +22,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmvlp.datasets import DEMO_DET_CLASSES, DEMO_SEG_CLASSES
-from mmvlp.utils import setup_launch
+from mmvlp.runtime import setup_launch
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')

@@ -26,7 +26,7 @@ adds up:
   ======== ============ ============ ========================= ============
 
   (the frozen tokenizer stays outside DeepSpeed and FSDP, whole and fp32
-  on every GPU: mmvlp.utils.strategy_compat.detach_frozen_modules),
+  on every GPU: mmvlp.compat.strategies.detach_frozen_modules),
   plus, for ZeRO-3 and FSDP, the layer gathered to run (and one prefetched):
   ``2 x`` the largest Multiway layer at the weights' precision;
 * activations: one forward pass per source on the meta device at the

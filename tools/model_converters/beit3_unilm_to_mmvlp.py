@@ -35,12 +35,13 @@ from mmengine.config import Config, DictAction
 
 from mmvlp.models.converters import (OFFICIAL_TASKS, map_official_beit3,
                                      unwrap_checkpoint)
-from mmvlp.utils import (CheckpointError, CheckpointFileError,
-                         CheckpointFitError, add_load_arguments,
-                         allow_partial_loading, check_checkpoint_file,
-                         compare_state_dict, exit_on_load_error,
-                         safe_torch_load, summarize_checkpoint)
-from mmvlp.utils.checkpoint_files import atomic_torch_save
+from mmvlp.checkpoint import (CheckpointError, CheckpointFileError,
+                              CheckpointFitError, add_load_arguments,
+                              allow_partial_loading, check_checkpoint_file,
+                              compare_state_dict, exit_on_load_error,
+                              summarize_checkpoint)
+from mmvlp.checkpoint.files import atomic_torch_save
+from mmvlp.compat.torch_load import safe_torch_load
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
 
 def read_official(src: str) -> dict:
     """The weights of an official BEiT-3 file; other files raise
-    :class:`~mmvlp.utils.CheckpointFileError` naming what they are."""
+    :class:`~mmvlp.checkpoint.CheckpointFileError` naming what they are."""
     check_checkpoint_file(src, 'source')
     raw = safe_torch_load(src, 'cpu')
     summary = summarize_checkpoint(raw, src)

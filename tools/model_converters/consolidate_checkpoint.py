@@ -12,7 +12,7 @@ Usage:
         work_dirs/RUN/iter_1000000.pth OUT.pth --config CONFIG
 
 Every file is loaded with ``weights_only=True`` (DeepSpeed's own loaders use
-``weights_only=False``); see mmvlp/utils/consolidate.py.
+``weights_only=False``); see mmvlp/checkpoint/consolidation.py.
 """
 import argparse
 import os
@@ -20,13 +20,14 @@ import os
 from mmengine.config import Config, DictAction
 
 import mmvlp  # noqa: F401  (compatibility fixes, registries)
-from mmvlp.utils import (add_load_arguments, check_checkpoint_file,
-                         exit_after_launch, exit_on_load_error, finish_launch,
-                         setup_launch)
-from mmvlp.utils.consolidate import (checkpoint_kind, consolidate_deepspeed,
-                                     consolidate_file,
-                                     consolidate_fsdp_sharded,
-                                     save_consolidated)
+from mmvlp.checkpoint import (add_load_arguments, check_checkpoint_file,
+                              exit_on_load_error)
+from mmvlp.checkpoint.consolidation import (checkpoint_kind,
+                                            consolidate_deepspeed,
+                                            consolidate_file,
+                                            consolidate_fsdp_sharded,
+                                            save_consolidated)
+from mmvlp.runtime import exit_after_launch, finish_launch, setup_launch
 
 
 def parse_args(argv=None) -> argparse.Namespace:

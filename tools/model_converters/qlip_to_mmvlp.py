@@ -20,7 +20,7 @@ import torch
 from mmengine.utils import mkdir_or_exist
 
 from mmvlp.models.converters.qlip import convert_qlip, read_qlip_checkpoint
-from mmvlp.utils import UnsafeCheckpointError
+from mmvlp.compat.torch_load import UnsafeCheckpointError
 
 
 def main(argv=None) -> int:

@@ -17,11 +17,11 @@ import os.path as osp
 import sys
 
 from mmvlp.models.converters import convert_vqkd, unwrap_checkpoint
-from mmvlp.utils import (CheckpointError, CheckpointFileError,
-                         add_load_arguments, check_checkpoint_file,
-                         exit_on_load_error, safe_torch_load,
-                         summarize_checkpoint)
-from mmvlp.utils.checkpoint_files import atomic_torch_save
+from mmvlp.checkpoint import (CheckpointError, CheckpointFileError,
+                              add_load_arguments, check_checkpoint_file,
+                              exit_on_load_error, summarize_checkpoint)
+from mmvlp.checkpoint.files import atomic_torch_save
+from mmvlp.compat.torch_load import safe_torch_load
 
 
 def main(argv=None) -> int:

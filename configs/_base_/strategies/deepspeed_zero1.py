@@ -3,7 +3,7 @@
 #   _base_ = ['../beit3/beit3-base-p16_64xb32x3-1m_pretrain.py',
 #             '../_base_/strategies/deepspeed_zero1.py']
 # tools/train.py then runs mmengine's FlexibleRunner, and
-# mmvlp.utils.setup_launch turns the recipe's OptimWrapper into a
+# mmvlp.runtime.setup_launch turns the recipe's OptimWrapper into a
 # DeepSpeedOptimWrapper (clip_grad -> gradient_clipping, accumulative_counts
 # -> gradient_accumulation_steps; precision is the strategy's bf16).
 # The batch per GPU and step is the sum of the sources' batch sizes.

@@ -11,7 +11,7 @@
 # fsdp_sharded.py for per-rank shards.
 # Mixed precision of the sharded weights: gathered and computed in bf16
 # (half the all-gather traffic), gradients reduced and weights kept in
-# fp32. CPU-only hosts drop it and train in fp32 (mmvlp.utils.setup_launch),
+# fp32. CPU-only hosts drop it and train in fp32 (mmvlp.runtime.setup_launch),
 # as they drop AmpOptimWrapper. Frozen modules a model names (BEiT-3's
 # visual tokenizer) stay outside FSDP, whole and fp32 on every rank.
 strategy = dict(

@@ -6,7 +6,7 @@ builds a dynamic grad scaler. A scaler is what fp16 needs (its exponent range
 is narrow); bf16 has fp32's range, and a dynamic scaler there only costs a
 host synchronisation per step (its finite check) and takes the non-finite
 gradient check away from ``NonFiniteLossHook``. mmvlp registers
-:class:`AmpOptimWrapper` under mmengine's name (``mmvlp.utils.compat``), so
+:class:`AmpOptimWrapper` under mmengine's name (``mmvlp.compat``), so
 ``optim_wrapper=dict(type='AmpOptimWrapper', dtype='bfloat16')`` and
 ``tools/train.py --amp`` get it in every scope (mmvlp, mmpretrain, mmdet,
 mmseg configs).

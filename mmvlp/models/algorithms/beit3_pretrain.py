@@ -51,7 +51,7 @@ class BEiT3Pretrain(BaseModel):
     fp32, not in checkpoints; it comes from ``tokenizer_checkpoint``), and
     under DeepSpeed half precision ``target_autocast`` is set, so the
     targets are computed as under ``AmpOptimWrapper`` (fp32 weights,
-    autocast) with every strategy (``mmvlp.utils.strategy_compat``).
+    autocast) with every strategy (``mmvlp.compat.strategies``).
 
     Args:
         backbone (dict): A ``BEiT3`` config.
@@ -62,7 +62,7 @@ class BEiT3Pretrain(BaseModel):
             and a warning says that the targets are random (smoke tests of
             a recipe: ``--cfg-options model.tokenizer_checkpoint=None``).
             Its encoder and codebook must load (else
-            :class:`~mmvlp.utils.CheckpointError` with what the file holds
+            :class:`~mmvlp.checkpoint.CheckpointError` with what the file holds
             and the fix).
         tokenizer_strict (bool, optional): None: that check; True: every
             key of the tokenizer; False: load what fits (logged).
@@ -82,7 +82,7 @@ class BEiT3Pretrain(BaseModel):
         data_preprocessor (dict, optional): Batch preparation.
         init_cfg (dict, optional): mmengine init config.
     """
-    #: What a checkpoint must give (see mmvlp.utils.checkpoint_fit).
+    #: What a checkpoint must give (see mmvlp.checkpoint.fit).
     essential_parts = {'backbone.': 'the BEiT-3 backbone'}
     head_parts = {'mim_head.': 'the visual token head',
                   'mlm_head.': 'the text token head'}
@@ -126,7 +126,7 @@ class BEiT3Pretrain(BaseModel):
                     '(or converted BEiT v2) tokenizer.',
                     logger='current', level=logging.WARNING)
             if tokenizer_checkpoint is not None:
-                from mmvlp.utils import load_model_weights
+                from mmvlp.checkpoint.loading import load_model_weights
                 # The encoder and codebook must load; a decoder may be
                 # absent (docs/reliability.md).
                 load_model_weights(self.tokenizer, tokenizer_checkpoint,

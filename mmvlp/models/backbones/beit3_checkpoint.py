@@ -22,14 +22,14 @@ The pure functions here (:func:`extract_state_dict`,
 made of and are tested on synthesized dicts.
 """
 import ast
-import logging
 import os.path as osp
-import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+
+from mmvlp.checkpoint.state_dicts import extract_state_dict
 
 __all__ = [
     'TEXT_ONLY_DESCRIPTION', 'is_text_only_key', 'drop_text_only_keys',
@@ -40,10 +40,6 @@ __all__ = [
 #: What a vision-only ``BEiT3`` drops, for messages.
 TEXT_ONLY_DESCRIPTION = ('text_embed, pos_embed_text and the text / '
                          'vision-language experts (*.text, *.vl)')
-#: Keys that wrap a model's parameter names (DDP, FSDP, activation
-#: checkpointing, torch.compile).
-_WRAPPER_PARTS = ('_fsdp_wrapped_module', '_checkpoint_wrapped_module',
-                  '_orig_mod')
 #: Where DeepSpeed keeps the weights in a checkpoint directory.
 DEEPSPEED_MODEL_FILE = 'mp_rank_00_model_states.pt'
 
@@ -110,52 +106,6 @@ def make_vision_only(model: nn.Module) -> None:
     model.mask_token.requires_grad_(False)
 
 
-def _strip_wrappers(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Remove DDP / FSDP / checkpoint-wrapper / compile parts of key names."""
-    out = {}
-    for key, value in state.items():
-        parts = [p for p in key.split('.') if p not in _WRAPPER_PARTS]
-        if parts and parts[0] == 'module':
-            parts = parts[1:]
-        out['.'.join(parts)] = value
-    return out
-
-
-def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """The parameter dict of a checkpoint in any of the supported layouts.
-
-    Unwraps ``state_dict`` (mmengine, DeepSpeed without optimizer, FSDP
-    full), ``module`` (DeepSpeed ``mp_rank_00_model_states.pt``, official
-    BEiT-3) and ``model`` (official BEiT-3, timm), nested at most three
-    deep, keeps tensors only and strips wrapper names from the keys.
-
-    Args:
-        checkpoint (dict): What ``torch.load`` returned.
-
-    Returns:
-        dict: Parameter name to tensor.
-    """
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'Expected a dict checkpoint, got '
-                         f'{type(checkpoint).__name__}.')
-    state = checkpoint
-    for _ in range(3):
-        if any(isinstance(v, torch.Tensor) for v in state.values()):
-            break
-        for key in ('state_dict', 'module', 'model'):
-            if isinstance(state.get(key), dict) and state[key]:
-                state = state[key]
-                break
-        else:
-            break
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise ValueError(
-            'The checkpoint holds no tensors under "state_dict", "module" or '
-            f'"model" (top-level keys: {sorted(checkpoint)[:10]}).')
-    return _strip_wrappers(tensors)
-
-
 def _looks_like_backbone(state: Dict[str, torch.Tensor]) -> bool:
     return 'patch_embed.proj.weight' in state and any(
         k.startswith('layers.') for k in state)
@@ -214,20 +164,20 @@ def select_backbone_keys(
 
 def _compact(keys: Iterable[str], limit: int = 12) -> str:
     """``layers.{0..11}.x`` style summary of key names."""
-    from mmvlp.utils.checkpoint_inspect import compact_keys
+    from mmvlp.checkpoint.inspection import compact_keys
     return compact_keys(keys, limit)
 
 
 def _resolve_path(checkpoint: str) -> str:
     """A DeepSpeed checkpoint directory resolves to its model-states file, a
     ``last_checkpoint`` file to the checkpoint it names."""
-    from mmvlp.utils.checkpoint_files import follow_checkpoint_pointer
+    from mmvlp.checkpoint.files import follow_checkpoint_pointer
     checkpoint = follow_checkpoint_pointer(checkpoint)
     if osp.isdir(checkpoint):
         candidate = osp.join(checkpoint, DEEPSPEED_MODEL_FILE)
         if osp.isfile(candidate):
             return candidate
-        from mmvlp.utils.checkpoint_inspect import CheckpointFileError
+        from mmvlp.checkpoint.inspection import CheckpointFileError
         raise CheckpointFileError(
             f'{checkpoint} is a directory without {DEEPSPEED_MODEL_FILE}; '
             'point init_cfg.checkpoint to a checkpoint file (a DeepSpeed '
@@ -342,7 +292,7 @@ def load_pretrained_beit3(model: nn.Module,
     square and whose grid the checkpoint does not name is refused. A final
     norm in the checkpoint that the model does not have
     (``final_norm=False``) is ignored with a note. What loaded is checked as
-    every mmvlp load is (:mod:`mmvlp.utils.checkpoint_fit`, purpose
+    every mmvlp load is (:mod:`mmvlp.checkpoint.fit`, purpose
     ``'init'``): the patch embedding and the layers must load, the file must
     have the model's depth and shapes; the rest may start fresh (one log
     line).
@@ -370,11 +320,11 @@ def load_pretrained_beit3(model: nn.Module,
     """
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    from mmvlp.utils.checkpoint_fit import (FitReport, _effective,
-                                            essential_parts, model_shapes)
-    from mmvlp.utils.checkpoint_inspect import (CheckpointFitError,
-                                                check_checkpoint_file,
-                                                summarize_checkpoint)
+    from mmvlp.checkpoint.fit import (FitReport, _effective,
+                                      essential_parts, model_shapes)
+    from mmvlp.checkpoint.inspection import (CheckpointFitError,
+                                             check_checkpoint_file,
+                                             summarize_checkpoint)
     if not checkpoint:
         raise ValueError(
             'init_cfg=dict(type="Pretrained") on BEiT3 has no checkpoint; '

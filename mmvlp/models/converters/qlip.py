@@ -363,7 +363,7 @@ def _read_weights(path: str) -> Dict[str, torch.Tensor]:
             raise ImportError('Reading .safetensors needs the safetensors '
                               'package: pip install safetensors.') from None
         return load_file(path, device='cpu')
-    from mmvlp.utils import safe_torch_load
+    from mmvlp.compat.torch_load import safe_torch_load
     from .unilm_beit3 import unwrap_checkpoint
     return unwrap_checkpoint(safe_torch_load(path, 'cpu'))
 

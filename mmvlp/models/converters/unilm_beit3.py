@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmvlp.checkpoint.official_beit3 import (  # noqa: F401
+    BACKBONE_PARTS, is_official_beit3, normalize_official_keys)
 from ..backbones.beit3 import BEiT3
 from .checks import check_against_model
 
@@ -37,8 +39,6 @@ EXPECTED_KEYS = (
     'beit3.encoder.layers.{i}.final_layer_norm.{A,B}.{weight,bias}',
     'beit3.encoder.layer_norm.{A,B}.{weight,bias} (optional)',
 )
-#: Top-level names of a bare torchscale ``BEiT3`` state dict.
-BACKBONE_PARTS = ('text_embed.', 'vision_embed.', 'encoder.')
 #: ``beit3.text_embed`` rows of ``beit3.spm`` above which the default text
 #: mask id (64001) exists.
 DEFAULT_TEXT_MASK_ID = 64001
@@ -181,36 +181,6 @@ def unwrap_checkpoint(checkpoint: dict) -> Dict[str, torch.Tensor]:
         else:
             break
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def is_official_beit3(weights: Dict[str, torch.Tensor]) -> bool:
-    """Whether a weights dict holds an official / torchscale BEiT-3 (with or
-    without the ``beit3.`` prefix, DDP's ``module.`` stripped)."""
-    keys = normalize_official_keys(weights)
-    return 'beit3.vision_embed.proj.weight' in keys
-
-
-def normalize_official_keys(
-        weights: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Official weights with the key variants of released and re-saved
-    files made uniform: a ``module.`` prefix on every key (DDP) is removed,
-    and a bare torchscale ``BEiT3`` state dict (``text_embed.*``,
-    ``vision_embed.*``, ``encoder.*`` at the top) gets the ``beit3.``
-    prefix of the fine-tuning wrappers.
-
-    Args:
-        weights (dict): Name to tensor.
-
-    Returns:
-        dict: A new dict (the tensors are not copied).
-    """
-    if weights and all(k.startswith('module.') for k in weights):
-        weights = {k[len('module.'):]: v for k, v in weights.items()}
-    if not any(k.startswith('beit3.') for k in weights) and (
-            'vision_embed.proj.weight' in weights):
-        weights = {('beit3.' + k if k.startswith(BACKBONE_PARTS) else k): v
-                   for k, v in weights.items()}
-    return dict(weights)
 
 
 def _not_beit3(reason: str) -> ValueError:

@@ -73,7 +73,7 @@ class BEiT3TaskModel(OfficialCheckpointMixin, BaseModel):
             ``MultiModalDataPreprocessor`` with BEiT-3's mean/std (0.5).
         init_cfg (dict, optional): mmengine init config.
     """
-    #: What a checkpoint must give (see mmvlp.utils.checkpoint_fit).
+    #: What a checkpoint must give (see mmvlp.checkpoint.fit).
     essential_parts = {'backbone.': 'the BEiT-3 backbone'}
 
     #: The kinds of sequences the task encodes.

@@ -38,7 +38,7 @@ class BaseVisualTokenizer(BaseModel):
             converts BGR to RGB.
         init_cfg (dict, optional): mmengine init config.
     """
-    #: What a checkpoint must give (see mmvlp.utils.checkpoint_fit).
+    #: What a checkpoint must give (see mmvlp.checkpoint.fit).
     # (parts a tokenizer lacks are left out; the others -- decoder,
     # pixel head, text tower -- are heads: needed to evaluate, not to
     # encode).

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torchvision.models import vgg16
 
 from mmvlp.registry import MODELS
-from mmvlp.utils import safe_torch_load
+from mmvlp.compat.torch_load import safe_torch_load
 
 # Indices in torchvision's vgg16().features after relu1_2 .. relu5_3.
 VGG16_TAPS = (3, 8, 15, 22, 29)
