@@ -1,7 +1,7 @@
 """Fixes for running OpenMMLab 2.x on modern PyTorch, applied at import.
 
 Each fix patches behaviour in memory (never another package's files), is
-idempotent and is listed in the README's "Compatibility" section with the test
+idempotent and is listed in docs/compatibility.md with the test
 that shows it.
 """
 from .checkpoint_files import (install_atomic_checkpoint_saving,
