@@ -1,6 +1,6 @@
 """mmvlp: BEiT-3 style unified vision-language pretraining for OpenMMLab 2.x.
 
-Importing mmvlp applies its compatibility fixes for the pinned stack (see the
+Importing mmvlp applies its compatibility fixes for the pinned stack (see
 docs/compatibility.md).
 """
 import mmengine
