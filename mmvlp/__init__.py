@@ -1,7 +1,7 @@
 """mmvlp: BEiT-3 style unified vision-language pretraining for OpenMMLab 2.x.
 
-Importing mmvlp applies its compatibility fixes for the pinned stack (see the
-README's "Compatibility" section).
+Importing mmvlp applies its compatibility fixes for the pinned stack (see
+docs/compatibility.md).
 """
 import mmengine
 from mmengine.utils import digit_version

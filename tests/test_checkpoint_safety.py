@@ -1,4 +1,4 @@
-"""Safe loading of mmengine checkpoints on torch >= 2.6 (README: Compatibility).
+"""Safe loading of mmengine checkpoints on torch >= 2.6 (docs/compatibility.md).
 
 mmengine 0.10.7 + torch 2.14 cannot resume or ``load_from`` its own
 checkpoints with ``weights_only=True``; mmvlp allow-lists exactly the types

@@ -1,5 +1,5 @@
 """Tiny-budget runs of the tokenizer demo configs with the real Runner,
-hooks and metrics (the full demos: see README, "Visual tokenizers")."""
+hooks and metrics (the full demos: docs/visual_tokenizers.md)."""
 import copy
 import glob
 import json

@@ -61,6 +61,20 @@ def test_comparison_and_table():
     assert len(lines) == 3 and '+20.00' in lines[1] and '+0.00' in lines[2]
 
 
+def test_progress_line_reads_the_last_training_line(tmp_path):
+    log = tmp_path / 'train_stdout.log'
+    assert demo.progress_line(str(log)) is None  # not written yet
+    log.write_text('12/05 00:01:02 - mmengine - INFO - Checkpoints ...\n')
+    assert demo.progress_line(str(log)) is None
+    log.write_text(
+        '12/05 00:01:02 - mmengine - INFO - Iter(train) [ 10/300]  '
+        'base_lr: 1.0e-03 lr: 1.0e-03  eta: 0:02:10  time: 0.4\n'
+        '12/05 00:01:06 - mmengine - INFO - Iter(train) [ 20/300]  '
+        'base_lr: 1.0e-03 lr: 1.0e-03  eta: 0:01:58  time: 0.4\n'
+        '12/05 00:01:06 - mmengine - INFO - Iter(val) [4/8]  eta: 0:00:01\n')
+    assert demo.progress_line(str(log)) == 'iter 20/300, eta 0:01:58'
+
+
 def test_missing_pretraining_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, 'REPO', str(tmp_path))
     with pytest.raises(FileNotFoundError, match='run `make demo` first'):

@@ -7,8 +7,8 @@ learned from its colour tokens and captions: the colour of the largest
 object of a scene (8 classes), objects detected by colour (8 categories),
 pixels labelled background or one of the colours (9 classes). The scenes
 are drawn with another seed than the pretraining's. (The shape-labelled
-configs, ``*demo-cls.py`` and ``*demo-shapes*``, also run; see the
-README for why the demo does not use them.)
+configs, ``*demo-cls.py`` and ``*demo-shapes*``, also run; see
+docs/transfer.md for why the demo does not use them.)
 
 Usage:
     python tools/demo/transfer_demo.py [--pretrained CKPT]
@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -168,6 +169,24 @@ def last_validation(work_dir: str, key: str,
     return value
 
 
+#: mmengine's training log line: iteration, total and ETA.
+TRAIN_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?eta: (\S+)')
+
+
+def progress_line(log: str) -> Optional[str]:
+    """``iter N/M, eta H:MM:SS`` from the last training line of an mmengine
+    log (None before the first one)."""
+    try:
+        with open(log, errors='replace') as f:
+            matches = TRAIN_LINE.findall(f.read())
+    except OSError:
+        return None
+    if not matches:
+        return None
+    done, total, eta = matches[-1]
+    return f'iter {done}/{total}, eta {eta}'
+
+
 def fine_tune(config: str, keys: Sequence[str], init: str,
               checkpoint: str, work_dir: str, options: Sequence[str] = (),
               max_iters: Optional[int] = None,
@@ -182,7 +201,8 @@ def fine_tune(config: str, keys: Sequence[str], init: str,
             ``'scratch'`` (``model.backbone.init_cfg=None``).
         checkpoint (str): The pretraining checkpoint.
         work_dir (str): The run's work dir; its output goes to
-            ``train_stdout.log`` there.
+            ``train_stdout.log`` there, and its iteration and ETA are
+            printed every 30 s.
         options (Sequence[str]): More ``--cfg-options``.
         max_iters (int, optional): Shorten the run to this many iterations,
             validating and saving at the end.
@@ -211,8 +231,17 @@ def fine_tune(config: str, keys: Sequence[str], init: str,
     log = osp.join(work_dir, 'train_stdout.log')
     start = time.time()
     with open(log, 'w') as f:
-        result = subprocess.run(command, cwd=REPO, stdout=f,
-                                stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, stdout=f,
+                                   stderr=subprocess.STDOUT)
+        shown, last_shown = None, 0.0
+        while process.poll() is None:
+            time.sleep(1)
+            line = progress_line(log)
+            if line is not None and line != shown and (
+                    shown is None or time.time() - start > 30 + last_shown):
+                print(f'   {init:<10} {line}', flush=True)
+                shown, last_shown = line, time.time() - start
+        result = process
     seconds = time.time() - start
     if result.returncode != 0:
         with open(log) as f:
