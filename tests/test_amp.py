@@ -292,3 +292,33 @@ def test_vl_task_trains_in_bf16(task, vl_data, tmp_path, bf16_cpu):
     moved = [k for k, v in after.items()
              if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith('backbone.') for k in moved)
+
+
+def test_mmcv_cpu_ops_under_bf16():
+    """mmcv's CPU nms and RoIAlign refuse bf16 (mmdet under CPU bf16
+    autocast); patched, they give the float32 results of the bf16-rounded
+    inputs in the input's dtype, and the gradient reaches the features."""
+    from mmcv.ops import RoIAlign, batched_nms
+
+    from mmvlp.compat.mmcv_ops import patch_mmcv_cpu_ops
+    torch.manual_seed(0)
+    xy = torch.rand(40, 2) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(40, 2) * 30], 1).bfloat16()
+    scores = torch.rand(40).bfloat16()
+    idxs = torch.randint(0, 3, (40, ))
+    features = torch.randn(2, 4, 16, 16).bfloat16().requires_grad_()
+    rois = torch.tensor([[0, 1., 1., 9., 9.], [1, 0., 2., 15., 7.]])
+    layer = RoIAlign((3, 3), spatial_scale=1., sampling_ratio=2)
+    assert patch_mmcv_cpu_ops() and patch_mmcv_cpu_ops()  # idempotent
+    dets, keep = batched_nms(boxes, scores, idxs, dict(iou_threshold=0.5))
+    ref_dets, ref_keep = batched_nms(boxes.float(), scores.float(), idxs,
+                                     dict(iou_threshold=0.5))
+    assert torch.equal(keep, ref_keep) and 0 < len(keep) < 40
+    assert dets.dtype == torch.bfloat16
+    assert torch.equal(dets, ref_dets.bfloat16())
+    out = layer(features, rois.bfloat16())
+    ref = layer(features.detach().float(), rois)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+    out.float().sum().backward()
+    assert features.grad is not None and features.grad.abs().sum() > 0

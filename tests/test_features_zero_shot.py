@@ -261,17 +261,19 @@ def test_official_retrieval_file_features_and_zero_shot(tiny):
 
 def test_converted_official_file(tiny, tmp_path):
     """A file of tools/model_converters/beit3_unilm_to_mmvlp.py (backbone
-    in state_dict, heads aside under task_heads): the inferencers read the
-    heads (same embeddings as the official file); load_from, which only
-    sees state_dict, refuses to classify with random heads."""
+    and retrieval heads in state_dict) gives the official embeddings and
+    loads into the zero-shot classifier with its heads; a file of the
+    earlier converter (heads aside under task_heads) still gives the
+    embeddings through the extractor, and load_from, which only sees
+    state_dict, refuses to classify with random heads."""
     from mmvlp.models.converters import (convert_unilm_beit3,
+                                         map_official_beit3,
                                          unwrap_checkpoint)
     weights = unwrap_checkpoint(torch.load(tiny['official_file']))
-    state_dict, report = convert_unilm_beit3(weights, layout='decoupled')
-    assert set(report.task_heads) == set(tiny['heads'])
+    mapping = map_official_beit3(weights)
     converted = str(tmp_path / 'converted.pth')
-    torch.save(dict(state_dict=state_dict, task_heads=report.task_heads),
-               converted)
+    torch.save(dict(state_dict=mapping.state_dict,
+                    meta=dict(task=mapping.task)), converted)
     paths = tiny['images'][:2]
     image_embed, _ = _official_embeddings(tiny, _pixels(paths), TEXTS[:2])
     extractor = FeatureExtractor(tiny['cfg'], converted)
@@ -279,8 +281,24 @@ def test_converted_official_file(tiny, tmp_path):
     for feats, expected in zip(extractor(paths), image_embed):
         _close(feats['image_embed'], expected, atol=1e-4)
     model = build_scoped(MODELS, zero_shot_cfg(tiny['cfg'], CLASSES))
+    load_checkpoint(model, converted, logger='silent')
+    for name, value in tiny['heads'].items():
+        _close(dict(model.encoder.named_parameters())[name].detach(), value,
+               atol=0)
+
+    # The earlier converter's layout: heads aside under task_heads.
+    backbone, _ = convert_unilm_beit3(weights, layout='decoupled')
+    aside = {k: v for k, v in weights.items() if k in tiny['heads']}
+    assert set(aside) == set(tiny['heads'])
+    legacy = str(tmp_path / 'legacy.pth')
+    torch.save(dict(state_dict=backbone, task_heads=aside), legacy)
+    extractor = FeatureExtractor(tiny['cfg'], legacy)
+    assert extractor.has_retrieval_heads
+    for feats, expected in zip(extractor(paths), image_embed):
+        _close(feats['image_embed'], expected, atol=1e-4)
+    model = build_scoped(MODELS, zero_shot_cfg(tiny['cfg'], CLASSES))
     with pytest.raises(ValueError, match='task_heads'):
-        load_checkpoint(model, converted, logger='silent')
+        load_checkpoint(model, legacy, logger='silent')
 
 
 def test_zero_shot_classifier_checks_and_caches(tiny):

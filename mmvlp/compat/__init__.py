@@ -2,8 +2,8 @@
 mmpretrain 1.2.0 under NumPy 2), applied once at ``import mmvlp``.
 
 Each fix patches behaviour in memory (never another package's files), is
-idempotent, and is listed with its test in the README's "Compatibility"
-section. One module per patched package; delete a fix when the upstream
+idempotent, and is listed with its test in docs/compatibility.md. One
+module per patched package; delete a fix when the upstream
 release named below is the pinned one (and its test passes without it):
 
 * :mod:`.torch_load` -- mmengine's checkpoints under torch >= 2.6's
@@ -16,8 +16,13 @@ release named below is the pinned one (and its test passes without it):
   ``optim_state_dict_to_load`` argument order (torch >= 2.1); FSDP gradient
   clipping by the whole model's norm; CPU-only hosts; deepspeed's
   ``weights_only=False`` loads. Unnecessary row by row as mmengine (> 0.10.7)
-  and deepspeed fix them (the README's strategy table names each). Test:
+  and deepspeed fix them (docs/compatibility.md's strategy table names
+  each). Test:
   tests/test_strategies.py.
+* :mod:`.mmcv_ops` -- mmcv 2.1.0's CPU ``nms`` and ``RoIAlign`` refuse bf16
+  (mmdet detectors under CPU bf16 autocast): they run in float32 there.
+  Applied by mmvlp's ``AmpOptimWrapper`` when it turns CPU bf16 on.
+  Unnecessary once mmcv's CPU kernels take bf16. Test: tests/test_amp.py.
 * :mod:`.mmpretrain` -- ``np.in1d`` (removed in NumPy 2.4) in mmpretrain
   1.2.0's ``RetrievalRecall``. Unnecessary once mmpretrain (> 1.2.0) calls
   ``np.isin``. Test: tests/test_vl_tasks.py (retrieval through

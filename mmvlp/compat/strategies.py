@@ -2,8 +2,8 @@
 FSDP) on torch 2.14 and deepspeed 0.19, applied at ``import mmvlp``.
 
 Each fix patches behaviour in memory (never another package's files), is
-idempotent and is listed in the README's "Compatibility" section with the
-test that shows it (``tests/test_strategies.py``):
+idempotent and is listed in docs/compatibility.md with the test that
+shows it (``tests/test_strategies.py``):
 
 * ``register_deepspeed_optimizers`` imports ``deepspeed.runtime.fp16.onebit``,
   which deepspeed 0.19 no longer has, so building any ``DeepSpeedStrategy``

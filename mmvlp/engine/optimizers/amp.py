@@ -23,6 +23,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.optim.optimizer.amp_optimizer_wrapper import \
     AmpOptimWrapper as MMEngineAmpOptimWrapper
 
+from mmvlp.compat.mmcv_ops import patch_mmcv_cpu_ops
+
 __all__ = ['AmpOptimWrapper', 'cpu_bf16_support', 'register_amp_optim_wrapper']
 
 
@@ -117,6 +119,8 @@ class AmpOptimWrapper(MMEngineAmpOptimWrapper):
                 enabled, units = cpu_bf16_support()
                 why = units if not enabled else None
                 what = f'bf16 autocast on CPU ({units})'
+                if enabled:  # mmdet's ops on CPU (mmvlp/compat/mmcv_ops.py)
+                    patch_mmcv_cpu_ops()
         else:
             dtype = dtype or torch.get_autocast_dtype('cuda')
             if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():

@@ -247,10 +247,11 @@ class ZeroShotClassifier(BaseModel):
                 f'The checkpoint has no {" / ".join(missing)}: zero-shot '
                 'matching needs a retrieval or itc checkpoint (an official '
                 'retrieval / itc file as downloaded, or an mmvlp '
-                'BEiT3Retrieval checkpoint). Files converted by tools/'
-                'model_converters/beit3_unilm_to_mmvlp.py keep the heads '
-                'aside under "task_heads", which load_from does not read: '
-                'give the official file itself, or use '
+                'BEiT3Retrieval checkpoint, or one converted by tools/'
+                'model_converters/beit3_unilm_to_mmvlp.py). Files of '
+                'earlier versions of that converter keep the heads aside '
+                'under "task_heads", which load_from does not read: convert '
+                'the official file again, or use '
                 'ZeroShotClassificationInferencer, which reads them.')
 
     # ------------------------------------------------------------------
