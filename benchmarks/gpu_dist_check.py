@@ -297,7 +297,7 @@ def check_parity(args, work: str) -> dict:
         else:
             whole = ddp
             tol = 2e-2 if 'bf16' in name else (1e-5 if args.cpu_smoke
-                                                else 1e-4)
+                                               else 1e-4)
         worst = max(abs(a - b) / max(abs(b), 1e-12)
                     for a, b in zip(curve, whole))
         report[name] = dict(losses=curve, worst_relative=worst,

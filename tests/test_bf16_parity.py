@@ -103,7 +103,7 @@ def test_bf16_autocast_matches_official(kernel, with_text):
         assert official_err > 1e-4 and ours_err > 1e-4, name
         # ... and mmvlp is as accurate as the official model in bf16
         assert ours_err <= 1.5 * official_err + 2e-3, (name, ours_err,
-                                                        official_err)
+                                                       official_err)
         assert _rel(ours, official) <= 0.05, name
 
 

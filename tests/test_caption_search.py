@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mmvlp.models import BEiT3Captioner
-from mmvlp.models.multimodal import (CachedSteps, FullSteps, beam_search,
-                                     greedy_search)
+from mmvlp.models.multimodal import CachedSteps, beam_search, greedy_search
 from mmvlp.testing import official_state, official_task_model
 
 BOS, PAD, EOS = 0, 1, 2

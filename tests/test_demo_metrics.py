@@ -2,10 +2,12 @@
 ``make test-demo``; CI runs both): on held-out scenes the model beats the
 strongest simple baseline of each claim by at least the margin below.
 
-The margins sit well inside the spread of the multi-seed runs of the demo
-(``make demo-seeds``; the table is in docs/demo.md). Image-only MIM
-(``mim``, ``mim_fg``) is measured but not claimed: the tiny model does not
-beat copying the nearest visible patch at the demo's budget.
+The margins are about half the smallest gain of three seeds of the demo
+(``make demo-seeds``; the table is in docs/demo.md: mlm +0.055..+0.072,
+caption filling +0.121..+0.167, foreground from the caption
++0.030..+0.076). Image-only MIM (``mim``, ``mim_fg``) is measured but not
+claimed: overall the model beats copying the nearest visible patch by only
++0.018..+0.026, and on foreground patches it does not beat it.
 """
 import json
 import os.path as osp
@@ -17,7 +19,7 @@ METRICS = osp.join(WORK_DIR, 'metrics.json')
 PICTURE = osp.join(WORK_DIR, 'what_it_learned.png')
 
 #: Least gain over the strongest baseline per claim (accuracy / 100).
-THRESHOLDS = dict(mlm=0.0, caption_filling=0.0, fg_from_caption=0.0)
+THRESHOLDS = dict(mlm=0.025, caption_filling=0.06, fg_from_caption=0.01)
 
 
 def _metrics():

@@ -64,7 +64,6 @@ def _records(work_dir, world_size):
     return records
 
 
-
 def _dist_train(config, work_dir, nproc):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
                OMP_NUM_THREADS='1', PYTHONPATH=TESTS)

@@ -16,7 +16,7 @@ from mmvlp.models.converters.qlip import (CLIP_MEAN, CLIP_STD,
                                           read_qlip_checkpoint)
 from mmvlp.models.tokenizers import BSQViT
 from helpers.qlip_reference import (QLIPReference, qlip_config,
-                                          randomize, save_hf, tower_config)
+                                    randomize, save_hf, tower_config)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOL = 1e-4

@@ -286,7 +286,6 @@ def _dist_worker(rank, world_size, port, out_dir):
         dist.destroy_process_group()
 
 
-
 def _run_workers(fn, nprocs, args, timeout=60.):
     """Run ``fn(rank, *args)`` in ``nprocs`` processes; fail after timeout.
 

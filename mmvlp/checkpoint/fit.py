@@ -122,7 +122,7 @@ def essential_parts(model: nn.Module
 
     def present(parts):
         return {p: d for p, d in parts.items() if any(_in(k, p)
-                                                       for k in keys)}
+                                                      for k in keys)}
 
     return present(dict(essential)), present(dict(heads))
 

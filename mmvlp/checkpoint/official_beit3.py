@@ -18,6 +18,7 @@ __all__ = [
 #: Top-level names of a bare torchscale ``BEiT3`` state dict.
 BACKBONE_PARTS = ('text_embed.', 'vision_embed.', 'encoder.')
 
+
 @dataclass(frozen=True)
 class OfficialTask:
     """How the official model of one task maps onto mmvlp.

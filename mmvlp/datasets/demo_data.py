@@ -113,7 +113,7 @@ def make_scene(rng: np.random.Generator,
         color = list(COLORS)[rng.integers(len(COLORS))]
         large = bool(rng.integers(2))
         low, high = (size // 3, size // 2) if large else (size // 6,
-                                                            size // 4)
+                                                          size // 4)
         if shape_scale != 1:
             low = min(size, round(low * shape_scale))
             high = min(size, max(low, round(high * shape_scale)))

@@ -232,4 +232,3 @@ def majority_answer_accuracy(train_ann: str, val_ann: str) -> float:
 
 __all__ = ['make_demo_vl_dataset', 'make_questions',
            'majority_answer_accuracy', 'QUESTION_TYPES', 'POSITIONS']
-

@@ -320,8 +320,8 @@ def _text_vocab(tokenizer_cfg: dict, path: str, problems: List[str]):
 def _check_text_and_images(checker: _Checker, cfg: Config) -> None:
     """Pipelines against the (first) BEiT3 backbone of the model."""
     from mmvlp.datasets.transforms import (BlockwiseMaskGenerator,
-                                           PackFields, TextMasking,
-                                           TokenizeText, TwoViewCrop)
+                                           PackFields, TokenizeText,
+                                           TwoViewCrop)
     from mmvlp.models import BEiT3Pretrain
     from mmvlp.text import TextTokenizer
     if not checker.backbones:

@@ -16,4 +16,3 @@ def make_demo_with_spm(root, num_train: int, num_val: int,
                         osp.join(root, 'text_spm'), vocab_size=100,
                         field='caption')
     return root
-

@@ -360,5 +360,6 @@ def main() -> int:
                             seconds=round(time.time() - start, 1), **runs)
     return report(metrics, work_root, args.check)
 
+
 if __name__ == '__main__':
     sys.exit(main())

@@ -187,5 +187,6 @@ def main() -> int:
         legend='retrieval_r1: mean of image->text and text->image R@1 (%); '
         'vqa_acc: VQA accuracy (%); caption_cider: CIDEr')
 
+
 if __name__ == '__main__':
     sys.exit(main())

@@ -2,7 +2,6 @@
 import contextlib
 import logging
 import math
-import os.path as osp
 from typing import Dict, Optional, Tuple
 
 import torch

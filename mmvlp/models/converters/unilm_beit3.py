@@ -81,7 +81,6 @@ _TOP_LEVEL = {
 _FFN_PARTS = ('ffn', 'norm2')
 
 
-
 @dataclass
 class ConversionReport:
     """What a conversion found, for the summary and the checkpoint meta.

@@ -57,6 +57,8 @@ __all__ = [
 _OTHER_SIZE = 'a head of another size:'
 #: Model state that official files do not hold (and need not).
 _NOT_IN_FILES = ('data_preprocessor.', )
+
+
 def task_of_model(model: nn.Module) -> str:
     """The official task an mmvlp model takes the files of.
 

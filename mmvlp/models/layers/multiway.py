@@ -148,4 +148,3 @@ def route(module: nn.Module,
     if isinstance(module, MultiwayExperts):
         return module(x, split, fuse)
     return module(x)
-

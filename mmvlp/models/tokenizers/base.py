@@ -13,13 +13,13 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
-
 def unwrap_ddp(module: nn.Module) -> nn.Module:
     """The module itself, or the one a DDP wrapper holds: QLIP stage 2
     trains under ``MMSeparateDistributedDataParallel``, which wraps each
     trainable child on its own and hides its attributes and methods."""
     return module.module if isinstance(
         module, nn.parallel.DistributedDataParallel) else module
+
 
 class BaseVisualTokenizer(BaseModel):
     """Base class of the visual tokenizers.

@@ -239,7 +239,6 @@ class PixelTarget(BaseModule):
         return (patches - mean) / (var + self.eps).sqrt()
 
 
-
 @MODELS.register_module()
 class ColorHistogramTarget(BaseModule):
     """Per-patch histogram of quantized RGB colours.
