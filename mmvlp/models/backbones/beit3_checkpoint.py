@@ -29,7 +29,9 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from mmvlp.checkpoint.official_beit3 import is_official_beit3
 from mmvlp.checkpoint.state_dicts import extract_state_dict
+from .beit3_keys import TEXT_ONLY_DESCRIPTION, is_text_only_key
 
 __all__ = [
     'TEXT_ONLY_DESCRIPTION', 'is_text_only_key', 'drop_text_only_keys',
@@ -37,27 +39,8 @@ __all__ = [
     'saved_patch_grid', 'load_pretrained_beit3'
 ]
 
-#: What a vision-only ``BEiT3`` drops, for messages.
-TEXT_ONLY_DESCRIPTION = ('text_embed, pos_embed_text and the text / '
-                         'vision-language experts (*.text, *.vl)')
 #: Where DeepSpeed keeps the weights in a checkpoint directory.
 DEEPSPEED_MODEL_FILE = 'mp_rank_00_model_states.pt'
-
-
-def is_text_only_key(name: str) -> bool:
-    """Whether a ``BEiT3`` parameter name belongs to text-only parts.
-
-    Args:
-        name (str): A name relative to the backbone, e.g.
-            ``'layers.0.ffn.text.fc1.weight'``.
-
-    Returns:
-        bool: True for the text table and positions and for the text and
-        vision-language experts.
-    """
-    parts = name.split('.')
-    return (parts[0] in ('text_embed', 'pos_embed_text') or 'text' in parts
-            or 'vl' in parts)
 
 
 def drop_text_only_keys(state_dict: dict, prefix: str = '') -> int:
@@ -141,7 +124,6 @@ def select_backbone_keys(
            if k.startswith(wanted)}
     if sub:
         return sub, f'the keys under {wanted!r}'
-    from ..converters.unilm_beit3 import is_official_beit3
     if is_official_beit3(state):
         from ..converters.unilm_beit3_tasks import map_official_beit3
         mapping = map_official_beit3(state, task='backbone')

@@ -4,6 +4,27 @@ from typing import Dict
 import torch
 import torch.nn as nn
 
+from mmvlp.registry import MODELS
+
+
+def registered_model(name: str) -> type:
+    """The mmvlp model class registered as ``name`` in ``MODELS``.
+
+    The converters of official BEiT-3 files look up the models they check
+    against or map onto by name: those models load official files through
+    the converters, so importing them here would close an import cycle.
+
+    Args:
+        name (str): The registered name, e.g. ``'BEiT3'``.
+
+    Raises:
+        KeyError: No model is registered under ``name``.
+    """
+    model_type = MODELS.get(name)
+    if model_type is None:
+        raise KeyError(f'No model {name!r} in mmvlp\'s MODELS registry.')
+    return model_type
+
 
 def check_against_model(state: Dict[str, torch.Tensor], model_type: type,
                         cfg: dict, what: str) -> None:

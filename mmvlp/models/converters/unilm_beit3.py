@@ -18,8 +18,7 @@ import torch
 
 from mmvlp.checkpoint.official_beit3 import (  # noqa: F401
     BACKBONE_PARTS, is_official_beit3, normalize_official_keys)
-from ..backbones.beit3 import BEiT3
-from .checks import check_against_model
+from .checks import check_against_model, registered_model
 
 __all__ = [
     'ConversionReport', 'convert_unilm_beit3', 'unwrap_checkpoint',
@@ -363,8 +362,10 @@ def _describe(state: Dict[str, torch.Tensor], layout: str, vision_only: bool,
         final_norm='norm.vision.weight' in state,
         vision_only=vision_only,
         notes=notes)
+    # By its registered name: the backbone loads official files through
+    # this module, so importing ``BEiT3`` here would close a cycle.
     check_against_model(
-        state, BEiT3, report.backbone_cfg(),
+        state, registered_model('BEiT3'), report.backbone_cfg(),
         f'BEiT3 ({report.num_layers} layers, width {report.embed_dims}, '
         f'{report.layout}{", vision-only" if vision_only else ""})')
     return report

@@ -40,9 +40,12 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from mmvlp.checkpoint.inspection import compact_keys as _compact
 from mmvlp.checkpoint.official_beit3 import (OFFICIAL_TASKS, OfficialTask,
                                              detect_task, is_official_beit3,
                                              normalize_official_keys)
+from ..backbones.beit3_keys import TEXT_ONLY_DESCRIPTION, is_text_only_key
+from .checks import registered_model
 from .unilm_beit3 import (ConversionReport, convert_unilm_beit3,
                           unwrap_checkpoint)
 
@@ -65,17 +68,17 @@ def task_of_model(model: nn.Module) -> str:
     Raises:
         ValueError: Not a model official files map onto.
     """
-    from ..backbones import BEiT3
-    from ..multimodal import (BEiT3Captioner, BEiT3NLVR2, BEiT3Retrieval,
-                              BEiT3VQA)
-    kinds = ((BEiT3VQA, 'vqav2'), (BEiT3NLVR2, 'nlvr2'),
-             (BEiT3Retrieval, 'retrieval'), (BEiT3Captioner, 'captioning'),
-             (BEiT3, 'backbone'))
-    for kind, task in kinds:
-        if isinstance(model, kind):
+    # The classes by their registered names: these models load official
+    # files through this module, so importing them would close a cycle.
+    kinds = (('BEiT3VQA', 'vqav2'), ('BEiT3NLVR2', 'nlvr2'),
+             ('BEiT3Retrieval', 'retrieval'), ('BEiT3Captioner', 'captioning'),
+             ('BEiT3', 'backbone'))
+    for name, task in kinds:
+        if isinstance(model, registered_model(name)):
             return task
+    beit3 = registered_model('BEiT3')
     head = getattr(model, 'head', None)
-    if isinstance(getattr(model, 'backbone', None), BEiT3) and hasattr(
+    if isinstance(getattr(model, 'backbone', None), beit3) and hasattr(
             head, 'fc_norm') and hasattr(head, 'fc'):
         return 'imagenet'
     raise ValueError(
@@ -197,11 +200,6 @@ class OfficialMapping:
         return cfg
 
 
-def _compact(keys) -> str:
-    from ..backbones.beit3_checkpoint import _compact as compact
-    return compact(keys)
-
-
 def map_official_beit3(weights: Dict[str, torch.Tensor],
                        task: Optional[str] = None,
                        model: Optional[nn.Module] = None,
@@ -278,8 +276,6 @@ def map_official_beit3(weights: Dict[str, torch.Tensor],
 
 def _drop_text(state: Dict[str, torch.Tensor],
                notes: List[str]) -> Dict[str, torch.Tensor]:
-    from ..backbones.beit3_checkpoint import (TEXT_ONLY_DESCRIPTION,
-                                              is_text_only_key)
     kept = {k: v for k, v in state.items() if not is_text_only_key(k)}
     if len(kept) < len(state):
         notes.append(f'dropped {len(state) - len(kept)} text-only tensors '
