@@ -102,6 +102,12 @@ def test_score_on_hand_made_predictions():
     assert m['mim_visible_majority_baseline'] == 0.5
     assert m['mim_nearest_visible_baseline'] == 0.5
     assert m['mim_fg_nearest_visible_baseline'] == 0.
+    # Masked patches hold 3 and 5; the masked foreground patch holds 5.
+    assert m['mim_majority_baseline'] == 0.5
+    assert m['mim_fg_majority_baseline'] == 1.
+    # The visible vote (3) on the masked foreground patch (5) only.
+    assert m['mim_fg_visible_majority_baseline'] == 0.
+    assert m['mlm_majority_baseline'] == 1.
     assert m['mlm_acc'] == 1. and m['mlm_position_baseline'] == 1.
     assert m['pair_mlm_acc_matched'] == 1. and \
         m['pair_mlm_acc_shuffled'] == 0.
@@ -248,3 +254,34 @@ def test_compare_demo_targets(tmp_path, capsys):
     assert np.isclose(runs['bsq']['fg_fill_bit_gap'], 0.15)
     assert 'fg_fill_bit_gap' not in runs['vqkd']
     assert 'foreground-fill gap (bits)' in capsys.readouterr().out
+
+
+def test_score_bigram_never_conditions_on_a_mask():
+    """Two masked caption tokens in a row: the second one's bigram must not
+    read the mask token before it (a training caption that holds the mask
+    id, followed by the right word, would otherwise give it away)."""
+    tool = _tool()
+    arrays = dict(
+        targets=np.array([[3, 3, 5, 5]]),
+        vision_mask=np.array([[0, 1, 1, 0]], dtype=bool),
+        fg=np.array([[0, 0, 1, 1]], dtype=bool),
+        mim=np.array([[-1, 3, 3, -1]]),
+        text_ids=np.array([[0, 7, 8, 2]]),
+        masked_ids=np.array([[0, 9, 9, 2]]),
+        mlm_mask=np.array([[0, 1, 1, 0]], dtype=bool),
+        mlm=np.array([[-1, 7, 8, -1]]),
+        content_mask=np.array([[0, 0, 1, 0]], dtype=bool),
+        pair_ids=np.array([[0, 7, 9, 2]]),
+        pair_mlm_matched=np.array([[-1, -1, 8, -1]]),
+        pair_mlm_shuffled=np.array([[-1, -1, 4, -1]]),
+        pair_mlm_text_only=np.array([[-1, -1, 8, -1]]),
+        pair_mim_fg_matched=np.array([[-1, -1, 5, -1]]),
+        pair_mim_fg_shuffled=np.array([[-1, -1, 3, -1]]))
+    # After 0 comes 7; after the mask id 9 comes 8; position 2 is 6 twice.
+    ngram = NgramBaseline([[0, 7, 6, 2], [0, 7, 6, 2], [0, 9, 8, 2]], 4)
+    m = tool.score(arrays, ngram, (2, 2), mask_id=9)
+    # Position 1 (after 0): 7, right; position 2 (after a mask): the
+    # position majority 6, wrong (reading the mask would say 8).
+    assert m['mlm_bigram_baseline'] == 0.5
+    assert m['mlm_position_baseline'] == 0.5
+    assert m['mlm_acc'] == 1.

@@ -45,6 +45,34 @@ def test_nearest_visible_copies_the_closest_patch():
         nearest_visible(tokens[:, :8], mask[:, :8], (3, 3))
 
 
+def test_nearest_visible_is_euclidean_on_non_square_grids():
+    # 4x5 grid: from (0, 0), (0, 4) is 4 away and (3, 3) is sqrt(18): the
+    # Euclidean choice is (0, 4); along the larger axis (Chebyshev) (3, 3)
+    # would be nearer, along both axes summed (Manhattan) also (0, 4).
+    height, width = 4, 5
+    tokens = np.ones((1, height * width), dtype=int)
+    tokens[0, 0 * width + 4] = 6
+    tokens[0, 3 * width + 3] = 8
+    mask = np.ones_like(tokens, dtype=bool)
+    mask[0, [4, 3 * width + 3]] = False
+    pred = nearest_visible(tokens, mask, (height, width))
+    assert pred[0, 0] == 6
+    # Row-major positions read with the width: (3, 0) is nearer to (3, 3)
+    # (3 away) than to (0, 4) (5 away).
+    assert pred[0, 3 * width] == 8
+    # A 2x3 grid and its transpose give other answers for the same tokens.
+    tokens = np.array([[5, 0, 0, 0, 0, 9]])
+    mask = np.array([[0, 1, 1, 1, 1, 0]], dtype=bool)
+    # 2x3: index 2 is (0, 2), 1 from (1, 2) -> 9; index 3 is (1, 0), 1
+    # from (0, 0) -> 5.
+    assert nearest_visible(tokens, mask, (2, 3))[0].tolist() == \
+        [5, 5, 9, 5, 9, 9]
+    # 3x2: index 2 is (1, 0), 1 from (0, 0) -> 5; index 3 is (1, 1), 1
+    # from (2, 1) -> 9.
+    assert nearest_visible(tokens, mask, (3, 2))[0].tolist() == \
+        [5, 5, 5, 9, 9, 9]
+
+
 def test_ngram_baseline_position_and_bigram():
     # 99 is the mask id; a training text that holds it shows that the
     # bigram never conditions on a mask.

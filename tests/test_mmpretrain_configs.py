@@ -202,7 +202,12 @@ def test_tiny_config_trains_and_tests_with_tools(cls_root, pretrain_checkpoint,
 def _top1_by_hand(root, checkpoint):
     """Top-1 accuracy (%) of a checkpoint of the tiny config on the
     validation list, from images read and normalised here (BGR -> RGB,
-    the config's mean and std) and the list's labels."""
+    the config's mean and std) and the list's labels.
+
+    It runs the same model forward as the tools, so it checks the tools'
+    data path (loading, channel order, normalisation), the checkpoint and
+    the metric, not the classifier itself (the backbone's outputs are
+    checked in tests/test_beit3_backbone.py and the parity tests)."""
     import mmcv
     from mmengine.runner import load_checkpoint
     cfg = Config.fromfile(TINY)
