@@ -112,3 +112,16 @@ def test_pretraining_step_host_syncs(tmp_path):
         # OptimWrapper logs the gradient norm of clip_grad as a float.
         'mmengine/optim/optimizer/optimizer_wrapper.py': 1,
     }, files
+
+
+def test_host_sync_places_ignore_the_checkout_path():
+    """A checkout or virtualenv whose path holds 'mmvlp' (a clone named
+    mmvlp with its .venv inside, as CI has) is not taken for the package."""
+    from mmvlp.testing import host_syncs
+    venv = '/ci/mmvlp/.venv/lib/python3.11/site-packages/'
+    assert host_syncs._relative(venv + 'torch/_compile.py') == \
+        'torch/_compile.py'
+    assert host_syncs._relative(venv + 'mmengine/optim/x.py') == \
+        'mmengine/optim/x.py'
+    package = host_syncs._PACKAGE_PARENT + '/mmvlp/models/heads/a.py'
+    assert host_syncs._relative(package) == 'mmvlp/models/heads/a.py'

@@ -14,6 +14,8 @@ innermost frame of mmvlp (or of the caller) that issued it.
 they are not counted (on a GPU they are one device-to-host copy each).
 """
 import collections
+import os
+import os.path as osp
 import traceback
 from typing import Counter, Dict, Optional, Sequence, Tuple
 
@@ -39,13 +41,32 @@ def _is_sync(func, args) -> Optional[str]:
     return None
 
 
+#: The folder that holds the ``mmvlp`` package (the repository of an
+#: editable install).
+_PACKAGE_PARENT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _relative(path: str) -> str:
+    """A frame's file relative to ``site-packages`` (``torch/...``,
+    ``mmengine/...``) or to the folder that holds ``mmvlp`` (``mmvlp/...``,
+    ``tests/...``), so that a checkout or virtualenv whose path contains
+    ``mmvlp`` is not taken for the package."""
+    if '/site-packages/' in path:
+        return path.rsplit('/site-packages/', 1)[1]
+    if path.startswith(_PACKAGE_PARENT + os.sep):
+        return path[len(_PACKAGE_PARENT) + 1:]
+    return path
+
+
 class HostSyncCensus(TorchDispatchMode):
     """Count the host syncs of the code run inside ``with``.
 
     Args:
-        packages (Sequence[str]): Path fragments of the frames a sync is
-            attributed to (the innermost match); others are attributed to
-            the innermost frame outside torch.
+        packages (Sequence[str]): Path fragments (e.g. ``'/mmvlp/'``,
+            ``'/torch/optim/'``) of the frames a sync is attributed to (the
+            innermost match), matched against the frame's file relative to
+            ``site-packages`` or to the folder that holds ``mmvlp``; others
+            are attributed to the innermost frame outside torch.
 
     Attributes:
         syncs (Counter): ``(operator, 'file:line')`` -> count.
@@ -59,23 +80,17 @@ class HostSyncCensus(TorchDispatchMode):
     def _where(self) -> str:
         frames = traceback.extract_stack()[:-3]
         for frame in reversed(frames):
-            if any(p in frame.filename for p in self.packages):
+            where = '/' + _relative(frame.filename)
+            if any(p in where for p in self.packages):
                 return self._short(frame)
         for frame in reversed(frames):
-            if '/torch/' not in frame.filename:
+            if not _relative(frame.filename).startswith('torch/'):
                 return self._short(frame)
         return 'unknown'
 
     @staticmethod
     def _short(frame) -> str:
-        path = frame.filename
-        for anchor in ('/mmvlp/', '/site-packages/'):
-            if anchor in path:
-                path = path.split(anchor, 1)[1]
-                if anchor == '/mmvlp/':
-                    path = 'mmvlp/' + path
-                break
-        return f'{path}:{frame.lineno}'
+        return f'{_relative(frame.filename)}:{frame.lineno}'
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         op = _is_sync(func, args)
