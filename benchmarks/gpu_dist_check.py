@@ -122,7 +122,7 @@ def check_syncs(args, work: str) -> dict:
     import torch
     from mmengine.hooks import Hook
 
-    from mmvlp.testing.host_syncs import HostSyncCensus, _relative
+    from mmvlp.testing.host_syncs import HostSyncCensus, relative_source_path
     device = _device(args.cpu_smoke)
     runner = _pretrain_runner(work, device,
                               None if args.cpu_smoke else 'base')
@@ -134,9 +134,9 @@ def check_syncs(args, work: str) -> dict:
     def record(message, category, filename, lineno, *rest, **kwargs):
         if 'synchroniz' in str(message):
             frames = [f for f in traceback.extract_stack()[:-1]
-                      if _relative(f.filename).startswith(('mmvlp/',
+                      if relative_source_path(f.filename).startswith(('mmvlp/',
                                                            'mmengine/'))]
-            where = (f'{_relative(frames[-1].filename)}:'
+            where = (f'{relative_source_path(frames[-1].filename)}:'
                      f'{frames[-1].lineno}') if frames else filename
             cuda_syncs.append(f'{where}: {str(message)[:80]}')
         else:

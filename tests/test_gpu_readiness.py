@@ -119,9 +119,9 @@ def test_host_sync_places_ignore_the_checkout_path():
     mmvlp with its .venv inside, as CI has) is not taken for the package."""
     from mmvlp.testing import host_syncs
     venv = '/ci/mmvlp/.venv/lib/python3.11/site-packages/'
-    assert host_syncs._relative(venv + 'torch/_compile.py') == \
+    assert host_syncs.relative_source_path(venv + 'torch/_compile.py') == \
         'torch/_compile.py'
-    assert host_syncs._relative(venv + 'mmengine/optim/x.py') == \
+    assert host_syncs.relative_source_path(venv + 'mmengine/optim/x.py') == \
         'mmengine/optim/x.py'
     package = host_syncs._PACKAGE_PARENT + '/mmvlp/models/heads/a.py'
-    assert host_syncs._relative(package) == 'mmvlp/models/heads/a.py'
+    assert host_syncs.relative_source_path(package) == 'mmvlp/models/heads/a.py'

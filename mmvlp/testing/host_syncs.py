@@ -22,7 +22,7 @@ from typing import Counter, Dict, Optional, Sequence, Tuple
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ['HostSyncCensus', 'SYNC_OPS']
+__all__ = ['HostSyncCensus', 'SYNC_OPS', 'relative_source_path']
 
 #: Operators whose result the host needs before it can go on.
 SYNC_OPS = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select',
@@ -46,7 +46,7 @@ def _is_sync(func, args) -> Optional[str]:
 _PACKAGE_PARENT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def _relative(path: str) -> str:
+def relative_source_path(path: str) -> str:
     """A frame's file relative to ``site-packages`` (``torch/...``,
     ``mmengine/...``) or to the folder that holds ``mmvlp`` (``mmvlp/...``,
     ``tests/...``), so that a checkout or virtualenv whose path contains
@@ -80,17 +80,17 @@ class HostSyncCensus(TorchDispatchMode):
     def _where(self) -> str:
         frames = traceback.extract_stack()[:-3]
         for frame in reversed(frames):
-            where = '/' + _relative(frame.filename)
+            where = '/' + relative_source_path(frame.filename)
             if any(p in where for p in self.packages):
                 return self._short(frame)
         for frame in reversed(frames):
-            if not _relative(frame.filename).startswith('torch/'):
+            if not relative_source_path(frame.filename).startswith('torch/'):
                 return self._short(frame)
         return 'unknown'
 
     @staticmethod
     def _short(frame) -> str:
-        return f'{_relative(frame.filename)}:{frame.lineno}'
+        return f'{relative_source_path(frame.filename)}:{frame.lineno}'
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         op = _is_sync(func, args)
