@@ -133,9 +133,9 @@ def check_syncs(args, work: str) -> dict:
 
     def record(message, category, filename, lineno, *rest, **kwargs):
         if 'synchroniz' in str(message):
+            ours = ('mmvlp/', 'mmengine/')
             frames = [f for f in traceback.extract_stack()[:-1]
-                      if relative_source_path(f.filename).startswith(('mmvlp/',
-                                                           'mmengine/'))]
+                      if relative_source_path(f.filename).startswith(ours)]
             where = (f'{relative_source_path(frames[-1].filename)}:'
                      f'{frames[-1].lineno}') if frames else filename
             cuda_syncs.append(f'{where}: {str(message)[:80]}')

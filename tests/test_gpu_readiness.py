@@ -124,4 +124,5 @@ def test_host_sync_places_ignore_the_checkout_path():
     assert host_syncs.relative_source_path(venv + 'mmengine/optim/x.py') == \
         'mmengine/optim/x.py'
     package = host_syncs._PACKAGE_PARENT + '/mmvlp/models/heads/a.py'
-    assert host_syncs.relative_source_path(package) == 'mmvlp/models/heads/a.py'
+    assert host_syncs.relative_source_path(package) == \
+        'mmvlp/models/heads/a.py'
