@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 help:
 	@echo "make install  create/reuse $(VENV) and install the pinned stack + mmvlp"
 	@echo "make test     install, then run the test suite"
-	@echo "make demo     install, then the main demo: pretrain a tiny BEiT-3 on generated data (about 10 min)"
+	@echo "make demo     install, then the main demo: pretrain a tiny BEiT-3 on generated data (about 6 min)"
 	@echo "make test-demo  check the demo's metrics (after make demo)"
 	@echo "make demo-seeds  the demo with seeds 0 1 2 (SEEDS=...) and the spread of its claims (docs/demo.md)"
 	@echo "make test-reliability  the tests of docs/reliability.md (bad data, kills, NaN, checkpoints, loading, configs)"
