@@ -1,10 +1,10 @@
 """The parameter dict inside a checkpoint, whatever wrote it (mmengine,
 DeepSpeed, FSDP, official BEiT-3, timm)."""
-from typing import Dict
+from typing import Dict, Sequence
 
 import torch
 
-__all__ = ['extract_state_dict']
+__all__ = ['extract_state_dict', 'find_tensors']
 
 #: Keys that wrap a model's parameter names (DDP, FSDP, activation
 #: checkpointing, torch.compile).
@@ -23,6 +23,35 @@ def _strip_wrappers(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
+def find_tensors(checkpoint: dict,
+                 keys: Sequence[str] = ('state_dict', 'module', 'model')
+                 ) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint dict, looked for under ``keys`` (in that
+    order of preference, nested at most three deep) or at its top level.
+
+    Args:
+        checkpoint (dict): What ``torch.load`` returned.
+        keys (Sequence[str]): The wrapper keys to descend into.
+
+    Returns:
+        dict: Name to tensor (other entries dropped; empty if none).
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'Expected a dict checkpoint, got '
+                         f'{type(checkpoint).__name__}.')
+    state = checkpoint
+    for _ in range(3):
+        if any(isinstance(v, torch.Tensor) for v in state.values()):
+            break
+        for key in keys:
+            if isinstance(state.get(key), dict) and state[key]:
+                state = state[key]
+                break
+        else:
+            break
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
 def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
     """The parameter dict of a checkpoint in any of the supported layouts.
 
@@ -37,20 +66,7 @@ def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
     Returns:
         dict: Parameter name to tensor.
     """
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'Expected a dict checkpoint, got '
-                         f'{type(checkpoint).__name__}.')
-    state = checkpoint
-    for _ in range(3):
-        if any(isinstance(v, torch.Tensor) for v in state.values()):
-            break
-        for key in ('state_dict', 'module', 'model'):
-            if isinstance(state.get(key), dict) and state[key]:
-                state = state[key]
-                break
-        else:
-            break
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = find_tensors(checkpoint)
     if not tensors:
         raise ValueError(
             'The checkpoint holds no tensors under "state_dict", "module" or '

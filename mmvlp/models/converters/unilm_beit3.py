@@ -18,6 +18,7 @@ import torch
 
 from mmvlp.checkpoint.official_beit3 import (  # noqa: F401
     BACKBONE_PARTS, is_official_beit3, normalize_official_keys)
+from mmvlp.checkpoint.state_dicts import find_tensors
 from .checks import check_against_model, registered_model
 
 __all__ = [
@@ -165,20 +166,7 @@ def unwrap_checkpoint(checkpoint: dict) -> Dict[str, torch.Tensor]:
     Returns:
         dict: Parameter name to tensor (other entries dropped).
     """
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'Expected a dict checkpoint, got '
-                         f'{type(checkpoint).__name__}.')
-    state = checkpoint
-    for _ in range(3):
-        if any(isinstance(v, torch.Tensor) for v in state.values()):
-            break
-        for key in ('model', 'module', 'state_dict'):
-            if isinstance(state.get(key), dict) and state[key]:
-                state = state[key]
-                break
-        else:
-            break
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return find_tensors(checkpoint, ('model', 'module', 'state_dict'))
 
 
 def _not_beit3(reason: str) -> ValueError:
