@@ -14,7 +14,6 @@ through each side's own preprocessing; outputs must agree to 1e-4 (fp32).
 """
 import importlib.util
 import os
-import logging
 import os.path as osp
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import load_checkpoint
+from helpers.logs import LogCatcher
 from mmpretrain.structures import DataSample
 
 from mmvlp.models.converters import map_official_beit3, unwrap_checkpoint
@@ -321,28 +321,6 @@ def test_position_table_resized_as_the_official_code(official, tmp_path):
         compare('vqav2', 'w40d3v64010_24', target.eval(), model)
     finally:
         del SIZES['w40d3v64010_24']
-
-
-class LogCatcher(logging.Handler):
-
-    def __init__(self):
-        super().__init__()
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((record.levelno, record.getMessage()))
-
-    def __enter__(self):
-        from mmengine.logging import MMLogger
-        MMLogger.get_current_instance().addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        from mmengine.logging import MMLogger
-        MMLogger.get_current_instance().removeHandler(self)
-
-    def warnings(self):
-        return [m for level, m in self.records if level >= logging.WARNING]
 
 
 def test_a_missing_head_is_named_with_the_fix(official, tmp_path):

@@ -15,11 +15,12 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from mmengine.logging import MessageHub, MMLogger
+from mmengine.logging import MessageHub
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import (get_state_dict, save_checkpoint,
                                         weights_to_cpu)
 
+from helpers.logs import LogCatcher
 from helpers.reference import TINY, build_reference, official_checkpoint
 from mmvlp.models import BEiT3
 from mmvlp.models.algorithms import BEiT3Pretrain
@@ -32,28 +33,6 @@ ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 TEXT = dict(vocab_size=100, max_text_len=16, text_mask_token_id=99)
 CONVERTER = osp.join(osp.dirname(__file__), '..', 'tools',
                      'model_converters', 'beit3_unilm_to_mmvlp.py')
-
-
-class LogCatcher(logging.Handler):
-    """Collect (level, message) of the current MMLogger."""
-
-    def __init__(self):
-        super().__init__()
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((record.levelno, record.getMessage()))
-
-    def __enter__(self):
-        MMLogger.get_current_instance().addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        MMLogger.get_current_instance().removeHandler(self)
-
-    def matching(self, text, level=None):
-        return [m for lv, m in self.records
-                if text in m and (level is None or lv == level)]
 
 
 @pytest.fixture(scope='module')
